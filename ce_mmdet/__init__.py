@@ -1,0 +1,11 @@
+"""ce_mmdet: Channel Equilibrium (ICML 2020) for MMDetection 3.x.
+
+Importing the package registers its modules in MMDetection's registries (the
+CE layer, its synchronized variant, the BN+CE norm layer and the CE-ResNet
+backbones) and allow-lists the classes that MMEngine's own checkpoints carry
+for ``torch.load(weights_only=True)``. Configs import it through
+``custom_imports=dict(imports=['ce_mmdet'], allow_failed_imports=False)``.
+"""
+from . import backbones, datasets, layers, utils  # noqa: F401  (registration)
+
+__version__ = '0.1.0'

@@ -1,0 +1,214 @@
+"""CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
+import math
+from typing import Optional, Sequence
+
+import torch
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.registry import MODELS
+from mmengine.logging import MMLogger
+from torch import Tensor, nn
+from torch.utils import checkpoint as cp
+
+from ce_mmdet.layers import ChannelEquilibrium
+
+
+def _norm_then_ce(x: Tensor, norm: nn.Module,
+                  ce: Optional[ChannelEquilibrium]) -> Tensor:
+    """``ce(norm(x))``, letting CE fold a frozen BN into its own map."""
+    return norm(x) if ce is None else ce(x, preceding_norm=norm)
+
+
+def _build_ce(ce_cfg: Optional[dict], channels: int) -> Optional[nn.Module]:
+    if ce_cfg is None:
+        return None
+    return MODELS.build({**ce_cfg, 'in_channels': channels})
+
+
+class CEBasicBlock(BasicBlock):
+    """MMDetection's BasicBlock with CE after ``bn2``, before the addition."""
+
+    def __init__(self, *args, ce_cfg: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.ce = _build_ce(ce_cfg, self.norm2.num_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+
+        def _inner_forward(x):
+            out = self.relu(self.norm1(self.conv1(x)))
+            out = _norm_then_ce(self.conv2(out), self.norm2, self.ce)
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        else:
+            out = _inner_forward(x)
+        return self.relu(out)
+
+
+class CEBottleneck(Bottleneck):
+    """MMDetection's Bottleneck with CE after ``bn3`` (= ``after_conv3``),
+    before any other ``after_conv3`` plugin and the residual addition."""
+
+    def __init__(self, *args, ce_cfg: Optional[dict] = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.ce = _build_ce(ce_cfg, self.planes * self.expansion)
+
+    def forward(self, x: Tensor) -> Tensor:
+
+        def _inner_forward(x):
+            out = self.relu(self.norm1(self.conv1(x)))
+            if self.with_plugins:
+                out = self.forward_plugin(out, self.after_conv1_plugin_names)
+            out = self.relu(self.norm2(self.conv2(out)))
+            if self.with_plugins:
+                out = self.forward_plugin(out, self.after_conv2_plugin_names)
+            out = _norm_then_ce(self.conv3(out), self.norm3, self.ce)
+            if self.with_plugins:
+                out = self.forward_plugin(out, self.after_conv3_plugin_names)
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        else:
+            out = _inner_forward(x)
+        return self.relu(out)
+
+
+_CE_BLOCKS = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
+
+
+@MODELS.register_module()
+class CEResNet(ResNet):
+    """ResNet with Channel Equilibrium, as in the authors' release.
+
+    Every option of MMDetection's :class:`~mmdet.models.backbones.ResNet`
+    works unchanged (``out_indices``, ``frozen_stages``, ``norm_eval``,
+    ``style``, ``dcn``/``stage_with_dcn``, ``plugins``, ``with_cp``,
+    ``deep_stem``, ``avg_down``, ``init_cfg``, ``zero_init_residual``). CE is
+    placed as in the release: after the stem BN (one group of 64 channels),
+    and after the last BN of every block (``bn3`` of a Bottleneck, ``bn2`` of
+    a BasicBlock, i.e. before the residual addition) in the stages selected
+    by ``stage_with_ce`` (stages 1-3 by default, none in stage 4). Weight
+    names: ``stem_ce.*`` and ``layerS.B.ce.*``.
+
+    Train/eval semantics, after ``model.train()``:
+
+    * ``norm_eval=True`` puts the BN layers in eval mode, as in MMDetection
+      (their affine parameters still train unless frozen); CE is unaffected.
+    * ``ce_eval=False`` (default): CE layers use batch statistics in training
+      and update their running statistics (what the paper's detection
+      experiments need); ``ce_eval=True`` makes them use the running
+      statistics (their gate and MLP still train).
+    * ``frozen_stages=k`` (k >= 0) freezes the stem with its CE and stages
+      1..k completely: parameters, BN and CE statistics.
+
+    A BN in eval mode followed by CE is computed as one fused map (see
+    :meth:`ChannelEquilibrium.forward`).
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        stage_with_ce: per stage, whether its blocks get CE.
+        ce_cfg: config of the block CE layers (``in_channels`` is filled in);
+            ``dict(type='SyncCE', ...)`` synchronises them across GPUs.
+        stem_ce_cfg: config of the stem CE layer, None for no stem CE.
+        ce_eval: see above.
+        **kwargs: MMDetection ResNet's arguments.
+    """
+
+    def __init__(self,
+                 depth: int,
+                 stage_with_ce: Sequence[bool] = (True, True, True, False),
+                 ce_cfg: Optional[dict] = dict(type='CE', group_size=16),
+                 stem_ce_cfg: Optional[dict] = dict(type='CE', group_size=64),
+                 ce_eval: bool = False,
+                 **kwargs) -> None:
+        num_stages = kwargs.get('num_stages', 4)
+        if len(stage_with_ce) != num_stages:
+            raise ValueError(
+                f'stage_with_ce needs one flag per stage ({num_stages}), got '
+                f'{tuple(stage_with_ce)}')
+        self.stage_with_ce = tuple(stage_with_ce)
+        self.ce_cfg = ce_cfg
+        self.stem_ce_cfg = stem_ce_cfg
+        self.ce_eval = ce_eval
+        super().__init__(depth, **kwargs)
+        for name, module in self.named_modules():
+            if isinstance(module, ChannelEquilibrium):
+                module.layer_name = f'{type(self).__name__}.{name}'
+
+    # ------------------------------------------------------- construction
+    def _make_stem_layer(self, in_channels: int, stem_channels: int) -> None:
+        super()._make_stem_layer(in_channels, stem_channels)
+        self.stem_ce = _build_ce(self.stem_ce_cfg, stem_channels)
+
+    def make_res_layer(self, **kwargs) -> nn.Module:
+        stage = int(math.log2(kwargs['planes'] // self.base_channels))
+        kwargs['block'] = _CE_BLOCKS.get(kwargs['block'], kwargs['block'])
+        kwargs['ce_cfg'] = self.ce_cfg if self.stage_with_ce[stage] else None
+        return super().make_res_layer(**kwargs)
+
+    # ------------------------------------------------------------ forward
+    def _stem_forward(self, x: Tensor) -> Tensor:
+        if self.deep_stem:
+            *convs, norm, relu = self.stem
+        else:
+            convs, norm, relu = [self.conv1], self.norm1, self.relu
+        for layer in convs:
+            x = layer(x)
+        return relu(_norm_then_ce(x, norm, self.stem_ce))
+
+    def forward(self, x: Tensor) -> tuple:
+        x = self.maxpool(self._stem_forward(x))
+        outs = []
+        for i, layer_name in enumerate(self.res_layers):
+            x = getattr(self, layer_name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    # ------------------------------------------------------- train / eval
+    def _freeze_stages(self) -> None:
+        super()._freeze_stages()
+        if self.frozen_stages >= 0 and self.stem_ce is not None:
+            self.stem_ce.eval()
+            for param in self.stem_ce.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'CEResNet':
+        super().train(mode)
+        if mode and self.ce_eval:
+            for module in self.modules():
+                if isinstance(module, ChannelEquilibrium):
+                    module.eval()
+        return self
+
+    # ----------------------------------------------------------- weights
+    def init_weights(self) -> None:
+        """Initialise as MMDetection's ResNet; when a pretrained checkpoint
+        without CE weights (e.g. ``torchvision://resnet50``) is loaded, log
+        the CE tensors that intentionally keep their initial values."""
+        ce_before = {
+            key: value.detach().clone()
+            for key, value in self.state_dict().items() if _is_ce_key(key)
+        }
+        super().init_weights()
+        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get(
+            'type') == 'Pretrained'
+        if not pretrained:
+            return
+        state = self.state_dict()
+        untouched = [
+            key for key, value in ce_before.items()
+            if torch.equal(state[key], value)
+        ]
+        if untouched:
+            MMLogger.get_current_instance().info(
+                f'{type(self).__name__}: {len(untouched)} CE tensors are not '
+                f'in {self.init_cfg["checkpoint"]} and keep their initial '
+                f'values (intentionally new): {", ".join(untouched)}')
+
+
+def _is_ce_key(key: str) -> bool:
+    return key.startswith('stem_ce.') or '.ce.' in key

@@ -1,0 +1,59 @@
+"""BN followed by CE as one norm layer, for any module that takes ``norm_cfg``."""
+from typing import Optional
+
+from mmdet.registry import MODELS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from torch import Tensor, nn
+
+
+
+class BatchNormCE(nn.BatchNorm2d):
+    """``CE(BN(x))``, registered as norm layer ``'BNCE'``.
+
+    Use it wherever MMDetection accepts a ``norm_cfg`` (ResNeXt, RegNet, FPN,
+    heads)::
+
+        norm_cfg = dict(type='BNCE', requires_grad=True,
+                        ce_cfg=dict(type='CE', group_size=16))
+
+    The BN part *is* this module (an ``nn.BatchNorm2d``), so its state-dict
+    keys are a plain BN's (``bn1.weight``, ``bn1.running_mean``, ...) and
+    torchvision/MMDetection BN weights load unchanged; CE's live under
+    ``<name>.ce``. MMDetection's ``norm_eval`` calls ``.eval()`` on every BN
+    layer: here that freezes the BN part only and CE keeps using batch
+    statistics, as in CE-ResNet with ``ce_eval=False``. ``model.eval()`` (and
+    ``.train(False)``) still put both parts in eval mode. With the BN part
+    frozen, its affine map is folded into CE's (one pass over the tensor).
+
+    Args:
+        num_features: C.
+        eps, momentum, affine, track_running_stats: of the BN part.
+        ce_cfg: config of the CE part (``in_channels`` is filled in);
+            ``dict(type='SyncCE')`` synchronises CE's statistics.
+    """
+
+    _abbr_ = 'bn'
+
+    def __init__(self, num_features: int, eps: float = 1e-5,
+                 momentum: float = 0.1, affine: bool = True,
+                 track_running_stats: bool = True,
+                 ce_cfg: Optional[dict] = None) -> None:
+        super().__init__(num_features, eps, momentum, affine,
+                         track_running_stats)
+        ce_cfg = dict(type='CE') if ce_cfg is None else dict(ce_cfg)
+        ce_cfg['in_channels'] = num_features
+        self.ce = MODELS.build(ce_cfg)
+
+    def eval(self) -> 'BatchNormCE':
+        """Freeze the BN part only (what ``norm_eval`` calls)."""
+        self.training = False
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training and self.running_var is not None:
+            return self.ce.forward_folded(x, self)
+        return self.ce(super().forward(x))
+
+
+MODELS.register_module('BNCE', module=BatchNormCE)
+MMENGINE_MODELS.register_module('BNCE', module=BatchNormCE)

@@ -1,0 +1,348 @@
+"""Channel Equilibrium (CE): Shao et al., ICML 2020 (arXiv 2003.00214).
+
+CE sits between a normalization layer and the ReLU. For an input ``X`` of
+shape (N, C, H, W) it mixes a batch-decorrelated and an instance-reweighted
+copy of ``X`` with a learned gate::
+
+    CE(X) = lam * BD(X) + (1 - lam) * IR(X),      lam = sigmoid(gate_logit)
+
+Both branches are linear in ``X`` for fixed statistics, so CE is computed as
+one per-image block-diagonal 1x1 map ``out[n] = M[n] @ X[n]`` with
+``M[n] = lam * W + diag((1 - lam) * a[n] / s)``; see
+:mod:`ce_mmdet.layers.grouped_map` for how the statistics and the map share
+passes over the tensor.
+"""
+import math
+import warnings
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .grouped_map import statistics_conditioned_map
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+# Exact types: a subclass (e.g. BN+CE) may do more than an affine map.
+_FOLDABLE_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def resolve_group_size(num_channels: int, group_size: int) -> int:
+    """The release's grouping rule: halve ``group_size`` until it divides C."""
+    if num_channels < 1 or group_size < 1:
+        raise ValueError(
+            f'CE needs num_channels >= 1 and group_size >= 1, got '
+            f'{num_channels} and {group_size}')
+    while num_channels % group_size:
+        group_size //= 2
+    return group_size
+
+
+def newton_whitening(sigma: Tensor, num_iterations: int) -> Tensor:
+    """Approximate ``Sigma_N^(-1/2)`` of trace-normalised covariances.
+
+    ``Sigma_N = Sigma / tr(Sigma)``, ``P_0 = I``,
+    ``P_{k+1} = 1.5 P_k - 0.5 P_k^3 Sigma_N``; returns ``P_T`` for a batch
+    (G, g, g) of covariances. As in the release, ``P_T`` is not rescaled by
+    ``1 / sqrt(tr(Sigma))`` (unlike IterNorm). This uncoupled iteration
+    converges quadratically once close, but rounding errors grow again after
+    convergence (in float64, ~1e-15 at T=10, diverging by T~50): keep T small.
+    """
+    trace = sigma.diagonal(dim1=-2, dim2=-1).sum(-1)
+    sigma_n = sigma / trace[..., None, None]
+    eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
+    p = eye.expand_as(sigma)
+    for _ in range(num_iterations):
+        p = 1.5 * p - 0.5 * torch.linalg.matrix_power(p, 3) @ sigma_n
+    return p
+
+
+class InstanceReweighting(nn.Module):
+    """IR's gating MLP: ``a = sigmoid(excite(relu(norm(squeeze(v)))))``.
+
+    ``v`` (N, C) are per-image channel variances; ``squeeze``: C -> C/r and
+    ``excite``: C/r -> C are bias-free linear maps, ``norm`` a LayerNorm over
+    C/r (affine, eps 1e-5), as in the release.
+    """
+
+    def __init__(self, num_channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(num_channels // reduction, 1)
+        self.squeeze = nn.Linear(num_channels, hidden, bias=False)
+        self.norm = nn.LayerNorm(hidden, eps=1e-5)
+        self.excite = nn.Linear(hidden, num_channels, bias=False)
+
+    def forward(self, variance: Tensor) -> Tensor:
+        hidden = F.relu(self.norm(self.squeeze(variance)))
+        return torch.sigmoid(self.excite(hidden))
+
+
+class ChannelEquilibrium(nn.Module):
+    r"""Channel Equilibrium block (registered as ``'CE'``).
+
+    Input and output: (N, C, H, W). The block computes
+    ``CE(X) = lam * BD(X) + (1 - lam) * IR(X)`` with ``lam = sigmoid(w)``
+    (``gate_logit``, initialised at 0), exactly as the authors' release:
+
+    Batch decorrelation, per group of ``g`` consecutive channels (``g`` is
+    halved until it divides C), over the M = N*H*W positions of the batch:
+
+    * ``mu = mean(X)``, ``Sigma = eps*I + (1/M) (X - mu)(X - mu)^T``,
+    * ``W = P_T`` from ``T`` Newton steps on ``Sigma / tr(Sigma)``
+      (:func:`newton_whitening`),
+    * ``BD(X) = W X``: the UNCENTRED input, ``W`` not rescaled.
+
+    Instance reweighting, per image ``n`` and channel ``c``:
+
+    * ``v[n, c]`` = unbiased variance of ``X[n, c]`` over H*W,
+    * ``a = sigmoid(FC2(ReLU(LayerNorm(FC1(v)))))`` (:class:`InstanceReweighting`),
+    * ``s = sqrt(mean_{n,c} v)``, ``IR(X)[n, c] = X[n, c] * a[n, c] / s``.
+
+    Training uses the batch's ``W``, ``mu`` and ``s`` and updates
+    ``running_mean``, ``running_whitening``, ``running_scale`` with
+    ``r <- (1 - momentum) r + momentum * batch value``; eval uses the running
+    values, so BD becomes a fixed block-diagonal 1x1 map. Gradients flow
+    through ``W`` and ``s`` into ``X``.
+
+    Where this deviates from the release, on purpose:
+
+    * ``running_scale`` starts at 1, not 0: an untrained model in eval mode
+      does not divide by zero. The scale used is floored at ``sqrt(eps)``, so
+      constant or all-zero inputs give finite outputs and gradients.
+    * A feature map with one position (H*W = 1) has no observable spread: its
+      per-image variance is defined as 0 (the release's unbiased estimate is
+      0/0 = NaN there).
+    * A batch whose statistics are not finite (NaN/Inf in the input) leaves
+      the running statistics untouched and warns with the layer's name.
+    * Under autocast (fp16/bf16) the block runs in float32 and returns the
+      input's dtype, so covariance and Newton steps are float32.
+
+    Args:
+        in_channels: C. (``build_norm_layer`` and ``build_plugin_layer`` pass it.)
+        group_size: channels per decorrelation group (16 in residual blocks,
+            64 for the stem in the release).
+        num_iterations: Newton steps T.
+        eps: added to the covariance diagonal.
+        momentum: of the running statistics.
+        reduction: C / hidden size of the IR MLP.
+    """
+
+    _abbr_ = 'ce'
+
+    def __init__(self,
+                 in_channels: int,
+                 group_size: int = 16,
+                 num_iterations: int = 3,
+                 eps: float = 1e-5,
+                 momentum: float = 0.1,
+                 reduction: int = 4) -> None:
+        super().__init__()
+        if num_iterations < 1:
+            raise ValueError(f'num_iterations must be >= 1, got {num_iterations}')
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f'momentum must be in [0, 1], got {momentum}')
+        if eps <= 0:
+            raise ValueError(f'eps must be > 0, got {eps}')
+        self.in_channels = in_channels
+        self.group_size = resolve_group_size(in_channels, group_size)
+        self.num_groups = in_channels // self.group_size
+        self.num_iterations = num_iterations
+        self.eps = eps
+        self.momentum = momentum
+        self.reduction = reduction
+        self.layer_name = f'ChannelEquilibrium({in_channels})'
+
+        self.gate_logit = nn.Parameter(torch.zeros(1))
+        self.reweighting = InstanceReweighting(in_channels, reduction)
+        g = self.group_size
+        self.register_buffer('running_mean', torch.zeros(self.num_groups, g))
+        self.register_buffer('running_whitening',
+                             torch.eye(g).repeat(self.num_groups, 1, 1))
+        self.register_buffer('running_scale', torch.ones(1))
+
+    def hyperparameters(self) -> dict:
+        """The constructor's keyword arguments (besides ``in_channels``)."""
+        return dict(group_size=self.group_size,
+                    num_iterations=self.num_iterations, eps=self.eps,
+                    momentum=self.momentum, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, group_size={self.group_size}, '
+                f'num_iterations={self.num_iterations}, eps={self.eps}, '
+                f'momentum={self.momentum}')
+
+    # ------------------------------------------------------------------ API
+    def forward(self, x: Tensor,
+                preceding_norm: Optional[nn.Module] = None) -> Tensor:
+        """CE(x), or CE(preceding_norm(x)) with the norm folded in when frozen.
+
+        Args:
+            x: (N, C, H, W).
+            preceding_norm: a norm layer applied before CE. A plain BN in
+                eval mode is folded into CE's map (one pass for both); any
+                other norm is applied first, as usual.
+        """
+        if preceding_norm is not None and not is_frozen_batch_norm(
+                preceding_norm):
+            x = preceding_norm(x)
+            preceding_norm = None
+        return self.forward_folded(x, preceding_norm)
+
+    def forward_folded(self, x: Tensor,
+                       frozen_norm: Optional[_BatchNorm] = None) -> Tensor:
+        """``CE(frozen_norm(x))`` with the BN's affine map folded into CE's.
+
+        ``frozen_norm`` must apply a fixed affine map (a BN in eval mode with
+        running statistics); :meth:`forward` checks that, this does not.
+        """
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{self.layer_name} expects (N, {self.in_channels}, H, W) '
+                f'input, got shape {tuple(x.shape)}')
+        # Statistics and Newton steps need float32 even under autocast.
+        compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = self._forward(x.to(compute_dtype), frozen_norm)
+        return out.to(x.dtype)
+
+    # ------------------------------------------------------------ internals
+    def _reduce_batch_statistics(self, flat: Tensor) -> Tensor:
+        """Hook for SyncCE: sum of ``flat`` over the process group."""
+        return flat
+
+    def _forward(self, x: Tensor, norm: Optional[nn.Module]) -> Tensor:
+        n, c, h, w = x.shape
+        x_grouped = x.contiguous().view(n, self.num_groups, self.group_size,
+                                        h * w)
+        params = [self.gate_logit, *self.reweighting.parameters()]
+        if norm is not None:
+            params += [
+                x.new_ones(c) if norm.weight is None else norm.weight,
+                x.new_zeros(c) if norm.bias is None else norm.bias
+            ]
+        batch_stats = self.training
+        num_positions = h * w
+
+        def statistics_to_map(gram, s1, gate_logit, w1, ln_w, ln_b, w2,
+                              *norm_affine):
+            if norm_affine:
+                gram, s1, scale, shift = _fold_affine_into_statistics(
+                    gram, s1, norm, norm_affine, num_positions,
+                    self.num_groups)
+            per_image_var = _per_image_variance(gram, s1, num_positions)
+            per_image_var = per_image_var.reshape(n, c)
+            if batch_stats:
+                whitening, mean, scale_s = self._batch_whitening_and_scale(
+                    gram, s1, per_image_var, num_positions)
+                extras = (whitening.detach(), mean.detach(),
+                          scale_s.detach())
+            else:
+                whitening = self.running_whitening.to(gram.dtype)
+                scale_s = self.running_scale.to(gram.dtype)
+                extras = ()
+            scale_s = scale_s.clamp_min(math.sqrt(self.eps))
+            hidden = F.relu(F.layer_norm(
+                F.linear(per_image_var, w1), (w1.shape[0], ), ln_w, ln_b,
+                self.reweighting.norm.eps))
+            attention = torch.sigmoid(F.linear(hidden, w2))
+            lam = torch.sigmoid(gate_logit)
+            diagonal = ((1 - lam) * attention / scale_s).view(
+                n, self.num_groups, self.group_size)
+            map_matrix = lam * whitening + torch.diag_embed(diagonal)
+            offset = None
+            if norm_affine:
+                offset = (map_matrix @ shift.unsqueeze(-1)).squeeze(-1)
+                map_matrix = map_matrix * scale.unsqueeze(-2)
+            return map_matrix, offset, extras
+
+        out, extras = statistics_conditioned_map(x_grouped, statistics_to_map,
+                                                 params)
+        if batch_stats and self.momentum > 0:
+            self._update_running_statistics(*extras)
+        return out.view(n, c, h, w)
+
+    def _batch_whitening_and_scale(self, gram: Tensor, s1: Tensor,
+                                   per_image_var: Tensor, num_positions: int):
+        """Batch W (G,g,g), mu (G,g) and s (1,) from per-image statistics."""
+        n = gram.shape[0]
+        g = self.group_size
+        flat = torch.cat([
+            gram.sum(0).flatten(), s1.sum(0).flatten(),
+            per_image_var.sum().view(1),
+            gram.new_tensor([n * num_positions, per_image_var.numel()])
+        ])
+        flat = self._reduce_batch_statistics(flat)
+        num_sq = self.num_groups * g * g
+        sum_sq = flat[:num_sq].view(self.num_groups, g, g)
+        sum_x = flat[num_sq:num_sq + self.in_channels].view(self.num_groups, g)
+        sum_var, count, count_var = flat[num_sq + self.in_channels:]
+        mean = sum_x / count
+        eye = torch.eye(g, dtype=gram.dtype, device=gram.device)
+        sigma = (sum_sq / count - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+                 + self.eps * eye)
+        whitening = newton_whitening(sigma, self.num_iterations)
+        scale = (sum_var / count_var).clamp_min(self.eps).sqrt().view(1)
+        return whitening, mean, scale
+
+    @torch.no_grad()
+    def _update_running_statistics(self, whitening: Tensor, mean: Tensor,
+                                   scale: Tensor) -> None:
+        finite = (torch.isfinite(whitening).all() & torch.isfinite(mean).all()
+                  & torch.isfinite(scale).all())
+        if not bool(finite):
+            warnings.warn(
+                f'{self.layer_name}: the batch statistics are not finite '
+                '(NaN/Inf in the input?); running statistics left unchanged. '
+                'Check the data and the learning rate.', RuntimeWarning,
+                stacklevel=3)
+            return
+        m = self.momentum
+        self.running_whitening.lerp_(whitening.to(self.running_whitening), m)
+        self.running_mean.lerp_(mean.to(self.running_mean), m)
+        self.running_scale.lerp_(scale.to(self.running_scale), m)
+
+
+def is_frozen_batch_norm(norm: nn.Module) -> bool:
+    """Whether ``norm`` is a plain BN applying a fixed affine map (eval mode
+    with running statistics), which CE can fold into its own map."""
+    return (type(norm) in _FOLDABLE_NORMS and not norm.training
+            and norm.running_var is not None)
+
+
+def _per_image_variance(gram: Tensor, s1: Tensor, num_positions: int) -> Tensor:
+    """Unbiased per-image variance (N, G, g) from Gram diagonals and sums.
+
+    ``v = (sum x^2 - (sum x)^2 / P) / (P - 1)``; 0 when P = 1 (no spread).
+    """
+    if num_positions == 1:
+        return torch.zeros_like(s1)
+    sum_sq = gram.diagonal(dim1=-2, dim2=-1)
+    centred = sum_sq - s1 * s1 / num_positions
+    return centred.clamp_min(0) / (num_positions - 1)
+
+
+def _fold_affine_into_statistics(gram, s1, norm, norm_affine, num_positions,
+                                 num_groups):
+    """Statistics of ``y = scale * x + shift`` (a frozen BN) from those of x.
+
+    ``gram_y = D gram D + D s1 b^T + b s1^T D + P b b^T``,
+    ``s1_y = D s1 + P b`` per group, with D = diag(scale), b = shift.
+    """
+    weight, bias = norm_affine
+    inv_std = torch.rsqrt(norm.running_var.to(gram.dtype) + norm.eps)
+    scale = (weight * inv_std).view(num_groups, -1)
+    shift = (bias - norm.running_mean.to(gram.dtype) * weight * inv_std).view(
+        num_groups, -1)
+    scaled_s1 = s1 * scale
+    gram_y = (gram * scale.unsqueeze(-1) * scale.unsqueeze(-2)
+              + scaled_s1.unsqueeze(-1) * shift.unsqueeze(-2)
+              + shift.unsqueeze(-1) * scaled_s1.unsqueeze(-2)
+              + num_positions * shift.unsqueeze(-1) * shift.unsqueeze(-2))
+    return gram_y, scaled_s1 + num_positions * shift, scale, shift
+
+
+MODELS.register_module('CE', module=ChannelEquilibrium)
+MMENGINE_MODELS.register_module('CE', module=ChannelEquilibrium)

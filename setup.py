@@ -1,0 +1,47 @@
+"""ce_mmdet: Channel Equilibrium (ICML 2020) for MMDetection 3.x."""
+from importlib.metadata import PackageNotFoundError, version
+
+from setuptools import find_packages, setup
+
+MMCV_REQUIREMENT = 'mmcv>=2.0.0,<2.2.0'
+
+
+def runtime_requirements() -> list[str]:
+    """The runtime requirements, leaving an installed mmcv alone.
+
+    mmcv is compiled against the local torch/CUDA and a source build takes
+    minutes, so ``pip install -e .`` must never rebuild or replace one that is
+    already there (the reason MMDetection keeps mmcv out of its own
+    ``install_requires``). A present mmcv of an unsupported version is reported
+    at import time by mmdet and ce_mmdet with the supported range instead.
+    """
+    requirements = [
+        'torch>=1.8',
+        'mmengine>=0.7.1,<1.0',
+        'mmdet>=3.0.0,<3.4',
+        'pycocotools',
+    ]
+    try:
+        version('mmcv')
+    except PackageNotFoundError:
+        requirements.append(MMCV_REQUIREMENT)
+    return requirements
+
+
+setup(
+    name='ce_mmdet',
+    version='0.1.0',
+    description='Channel Equilibrium (CE) layers, CE-ResNet backbones and '
+    'configs for MMDetection 3.x',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.8',
+    packages=find_packages(include=['ce_mmdet', 'ce_mmdet.*']),
+    install_requires=runtime_requirements(),
+    extras_require={
+        'tests': ['pytest', 'ruff'],
+        'mim': [MMCV_REQUIREMENT],
+    },
+    license='Apache-2.0',
+    zip_safe=False,
+)

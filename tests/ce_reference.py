@@ -1,0 +1,75 @@
+"""An independent, plain float64 implementation of CE's equations.
+
+Written straight from ../shared/ce_reference.md, one step per line, with
+none of the fused tricks of ce_mmdet.layers: explicit centring, torch.var,
+per-group loops. Tests compare the real module against it.
+"""
+import torch
+
+
+def reference_group_size(channels: int, group_size: int) -> int:
+    while channels % group_size:
+        group_size //= 2
+    return group_size
+
+
+def reference_ce(x, gate, fc1, ln_weight, ln_bias, fc2, *, group_size=16,
+                 iterations=3, eps=1e-5, training=True, running_wm=None,
+                 running_scale=None):
+    """CE(x) in float64. Returns (out, batch statistics dict or None).
+
+    ``running_wm`` is (G, g, g); in eval the running values are used.
+    """
+    x = x.double()
+    n, c, h, w = x.shape
+    g = reference_group_size(c, group_size)
+    groups = c // g
+    # Batch decorrelation.
+    xt = x.transpose(0, 1).reshape(groups, g, -1)  # (G, g, M)
+    if training:
+        mu = xt.mean(-1, keepdim=True)
+        xc = xt - mu
+        sigma = eps * torch.eye(g, dtype=x.dtype) + xc @ xc.transpose(1, 2) / xt.shape[-1]
+        whitened = []
+        for k in range(groups):
+            sigma_n = sigma[k] / torch.trace(sigma[k])
+            p = torch.eye(g, dtype=x.dtype)
+            for _ in range(iterations):
+                p = 1.5 * p - 0.5 * p @ p @ p @ sigma_n
+            whitened.append(p)
+        wm = torch.stack(whitened)
+    else:
+        mu = None
+        wm = running_wm.double()
+    bd = (wm @ xt).reshape(c, n, h, w).transpose(0, 1)
+    # Instance reweighting.
+    if h * w > 1:
+        v = x.view(n, c, -1).var(-1, unbiased=True)
+    else:
+        v = torch.zeros(n, c, dtype=x.dtype)
+    hidden = v @ fc1.double().t()
+    hidden = torch.nn.functional.layer_norm(hidden, (hidden.shape[1], ),
+                                            ln_weight.double(),
+                                            ln_bias.double(), 1e-5)
+    a = torch.sigmoid(torch.relu(hidden) @ fc2.double().t())
+    if training:
+        s = torch.sqrt(v.mean())
+    else:
+        s = running_scale.double()
+    ir = x * a[:, :, None, None] / s
+    lam = torch.sigmoid(gate.double())
+    out = lam * bd + (1 - lam) * ir
+    stats = dict(mean=mu.squeeze(-1), whitening=wm, scale=s.view(1)) if training else None
+    return out, stats
+
+
+def reference_from_module(module, x, training=None):
+    """Run :func:`reference_ce` with ``module``'s parameters and buffers."""
+    training = module.training if training is None else training
+    ir = module.reweighting
+    return reference_ce(
+        x, module.gate_logit.detach(), ir.squeeze.weight.detach(),
+        ir.norm.weight.detach(), ir.norm.bias.detach(),
+        ir.excite.weight.detach(), group_size=module.group_size,
+        iterations=module.num_iterations, eps=module.eps, training=training,
+        running_wm=module.running_whitening, running_scale=module.running_scale)

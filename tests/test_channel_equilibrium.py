@@ -1,0 +1,207 @@
+"""CE against an independent float64 implementation of the paper's equations."""
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from ce_mmdet.layers import ChannelEquilibrium, newton_whitening
+from ce_reference import reference_from_module
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |actual - expected| / max |expected| (in float64)."""
+    actual, expected = actual.double(), expected.double()
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def randomized_ce(channels=32, seed=0, **kwargs) -> ChannelEquilibrium:
+    """A CE with non-trivial parameters (gate away from 0.5, random MLP)."""
+    torch.manual_seed(seed)
+    ce = ChannelEquilibrium(channels, **kwargs)
+    with torch.no_grad():
+        ce.gate_logit.fill_(0.3)
+        ce.reweighting.norm.weight.uniform_(0.5, 1.5)
+        ce.reweighting.norm.bias.uniform_(-0.5, 0.5)
+    return ce
+
+
+def sample_input(shape=(3, 32, 9, 11), seed=1) -> torch.Tensor:
+    """Post-BN-like data: per-channel offsets and scales, correlated channels."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, h, w = shape
+    base = torch.randn(shape, generator=g)
+    mix = torch.eye(c) + 0.3 * torch.randn(c, c, generator=g)
+    x = torch.einsum('dc,nchw->ndhw', mix, base)
+    return x * torch.rand(1, c, 1, 1, generator=g).add(0.5) + 0.2 * torch.randn(
+        1, c, 1, 1, generator=g)
+
+
+@pytest.mark.parametrize('shape,group_size', [((3, 32, 9, 11), 16),
+                                              ((2, 24, 5, 7), 16),
+                                              ((4, 64, 6, 6), 64)])
+def test_training_forward_matches_reference(shape, group_size):
+    ce = randomized_ce(shape[1], group_size=group_size).train()
+    x = sample_input(shape)
+    expected, _ = reference_from_module(ce, x)
+    assert relative_error(ce(x), expected) < 1e-5
+
+
+def test_running_statistics_follow_reference_over_steps():
+    ce = randomized_ce(32).train()
+    running = dict(mean=torch.zeros(2, 16, dtype=torch.float64),
+                   whitening=torch.eye(16, dtype=torch.float64).repeat(2, 1, 1),
+                   scale=torch.ones(1, dtype=torch.float64))
+    for step in range(4):
+        x = sample_input(seed=10 + step)
+        _, stats = reference_from_module(ce, x)
+        ce(x)
+        for key in running:
+            running[key] = 0.9 * running[key] + 0.1 * stats[key]
+    assert relative_error(ce.running_mean, running['mean']) < 1e-5
+    assert relative_error(ce.running_whitening, running['whitening']) < 1e-5
+    assert relative_error(ce.running_scale, running['scale']) < 1e-5
+    # Eval uses exactly those running values.
+    ce.eval()
+    x = sample_input(seed=99)
+    expected, _ = reference_from_module(ce, x)
+    assert relative_error(ce(x), expected) < 1e-5
+
+
+def test_eval_does_not_touch_running_statistics():
+    ce = randomized_ce(32).eval()
+    before = copy.deepcopy(ce.state_dict())
+    ce(sample_input())
+    for key, value in ce.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_newton_iterations_converge_to_inverse_square_root():
+    # The uncoupled iteration converges quadratically, then rounding errors
+    # grow again (measured: 4e-15 at T=10, 8e-11 at T=20, divergence by 60):
+    # check the converged regime on a covariance with eigenvalues in [0.2, 2].
+    torch.manual_seed(0)
+    rotation, _ = torch.linalg.qr(torch.randn(3, 8, 8, dtype=torch.float64))
+    spectrum = torch.rand(3, 8, dtype=torch.float64) * 1.8 + 0.2
+    sigma = rotation @ torch.diag_embed(spectrum) @ rotation.transpose(1, 2)
+    whitening = newton_whitening(sigma, num_iterations=12)
+    sigma_n = sigma / sigma.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+    eigenvalues, eigenvectors = torch.linalg.eigh(sigma_n)
+    expected = eigenvectors @ torch.diag_embed(eigenvalues.rsqrt()) @ eigenvectors.transpose(1, 2)
+    assert relative_error(whitening, expected) < 1e-12
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_gradcheck_float64(training):
+    ce = randomized_ce(8, group_size=4).double().train(training)
+    ce.momentum = 0.0  # gradcheck calls forward many times
+    x = sample_input((2, 8, 3, 4)).double().requires_grad_()
+    params = [ce.gate_logit, *ce.reweighting.parameters()]
+    assert torch.autograd.gradcheck(lambda inp, *p: ce(inp), (x, *params))
+
+
+@pytest.mark.parametrize('ce_training', [True, False])
+def test_frozen_batchnorm_is_folded_exactly(ce_training):
+    """CE(bn(x)) with a frozen BN folded in equals applying BN first,
+    forward and backward (BN's affine parameters still train)."""
+    torch.manual_seed(3)
+    bn = nn.BatchNorm2d(32).double()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    bn.eval()
+    ce = randomized_ce(32).double().train(ce_training)
+    ce_separate = copy.deepcopy(ce)
+    bn_separate = copy.deepcopy(bn)
+    x = sample_input().double().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    folded = ce(x, preceding_norm=bn)
+    separate = ce_separate(bn_separate(x2))
+    torch.testing.assert_close(folded, separate)
+    weights = torch.randn_like(folded)
+    (folded * weights).sum().backward()
+    (separate * weights).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(bn.weight.grad, bn_separate.weight.grad)
+    torch.testing.assert_close(bn.bias.grad, bn_separate.bias.grad)
+    torch.testing.assert_close(ce.gate_logit.grad, ce_separate.gate_logit.grad)
+    for key, value in ce.state_dict().items():
+        torch.testing.assert_close(value, ce_separate.state_dict()[key])
+
+
+def test_gradients_match_autograd_of_reference():
+    ce = randomized_ce(32).double().train()
+    ce.momentum = 0.0
+    x = sample_input().double().requires_grad_()
+    weights = torch.randn(3, 32, 9, 11, dtype=torch.float64)
+    (ce(x) * weights).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    expected, _ = reference_from_module(ce, x_ref)
+    (expected * weights).sum().backward()
+    assert relative_error(x.grad, x_ref.grad) < 1e-10
+
+
+# ----------------------------------------------------------------- robustness
+def test_non_finite_batch_leaves_running_statistics_and_warns():
+    ce = randomized_ce(32).train()
+    ce.layer_name = 'backbone.layer1.0.ce'
+    ce(sample_input())
+    before = copy.deepcopy(ce.state_dict())
+    for bad in (float('nan'), float('inf')):
+        x = sample_input()
+        x[1, 5, 2, 3] = bad
+        with pytest.warns(RuntimeWarning, match='backbone.layer1.0.ce'):
+            ce(x)
+        for key, value in ce.state_dict().items():
+            assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize('shape', [(2, 32, 1, 1), (1, 32, 5, 5), (1, 32, 1, 1),
+                                   (2, 24, 4, 4), (2, 20, 3, 3)])
+@pytest.mark.parametrize('content', ['random', 'constant', 'zeros'])
+def test_degenerate_inputs_give_finite_outputs_and_gradients(shape, content):
+    ce = randomized_ce(shape[1]).train()
+    x = {'random': sample_input(shape),
+         'constant': torch.full(shape, 3.0),
+         'zeros': torch.zeros(shape)}[content].requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a finite batch must not warn
+        out = ce(x)
+    out.square().sum().backward()
+    assert torch.isfinite(out).all()
+    assert torch.isfinite(x.grad).all()
+    for p in ce.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()
+    for buffer in ce.buffers():
+        assert torch.isfinite(buffer).all()
+
+
+def test_eval_before_training_is_finite():
+    ce = ChannelEquilibrium(64).eval()
+    out = ce(sample_input((2, 64, 5, 5)))
+    assert torch.isfinite(out).all()
+
+
+def test_autocast_bfloat16_runs_statistics_in_float32():
+    ce = randomized_ce(32).train()
+    x = sample_input()
+    expected = copy.deepcopy(ce)(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = ce(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    # Only the bf16 rounding of input and output remains.
+    assert relative_error(out, expected) < 2e-2
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out_running = ce(x)  # float32 input under autocast stays float32
+    assert out_running.dtype == torch.float32
+
+
+def test_bad_input_shapes_are_refused():
+    ce = ChannelEquilibrium(32)
+    with pytest.raises(ValueError, match=r'expects \(N, 32, H, W\)'):
+        ce(torch.zeros(2, 16, 4, 4))
+    with pytest.raises(ValueError, match='num_iterations'):
+        ChannelEquilibrium(32, num_iterations=0)
