@@ -6,6 +6,6 @@ backbones) and allow-lists the classes that MMEngine's own checkpoints carry
 for ``torch.load(weights_only=True)``. Configs import it through
 ``custom_imports=dict(imports=['ce_mmdet'], allow_failed_imports=False)``.
 """
-from . import backbones, datasets, layers, utils  # noqa: F401  (registration)
+from . import backbones, converters, datasets, layers, utils  # noqa: F401
 
 __version__ = '0.1.0'

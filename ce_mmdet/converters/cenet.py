@@ -1,0 +1,170 @@
+"""Convert the authors' CENet ImageNet checkpoints to CE-ResNet weights.
+
+The release (layout in the project's reference notes) is a ``torch.save`` of
+``{'epoch', 'model', 'state_dict', 'best_prec1', 'optimizer'}``; its
+``state_dict`` uses torchvision's names for the plain ResNet parts (which
+MMDetection's ResNet shares) and, for each CE layer (``ce1`` in the stem,
+``layerS.B.ce`` in blocks)::
+
+    x_weight [1]            -> gate_logit
+    running_mean [G, g, 1]  -> running_mean [G, g]
+    running_wm [G, g, g]    -> running_whitening
+    AR.running_scale [1]    -> running_scale
+    AR.fc.0.weight          -> reweighting.squeeze.weight
+    AR.fc.1.weight / bias   -> reweighting.norm.weight / bias
+    AR.fc.3.weight          -> reweighting.excite.weight
+
+The stem CE ``ce1`` becomes ``stem_ce``; the classifier ``fc`` is dropped.
+"""
+import os
+import re
+import tempfile
+from collections import OrderedDict
+from typing import Optional
+
+import torch
+
+_CE_PARAMETERS = {
+    'x_weight': 'gate_logit',
+    'running_mean': 'running_mean',
+    'running_wm': 'running_whitening',
+    'AR.running_scale': 'running_scale',
+    'AR.fc.0.weight': 'reweighting.squeeze.weight',
+    'AR.fc.1.weight': 'reweighting.norm.weight',
+    'AR.fc.1.bias': 'reweighting.norm.bias',
+    'AR.fc.3.weight': 'reweighting.excite.weight',
+}
+_CE_KEY = re.compile(r'^(ce1|layer\d+\.\d+\.ce)\.(.+)$')
+_PLAIN_KEY = re.compile(
+    r'^(conv1\.weight|bn1\.\w+|layer\d+\.\d+\.(conv\d|bn\d)\.\w+'
+    r'|layer\d+\.\d+\.downsample\.[01]\.\w+)$')
+_CLASSIFIER_KEY = re.compile(r'^fc\.(weight|bias)$')
+# Blocks per stage and block type (Bottleneck has conv3) -> depth.
+_DEPTHS = {
+    ((2, 2, 2, 2), False): 18,
+    ((3, 4, 6, 3), False): 34,
+    ((3, 4, 6, 3), True): 50,
+    ((3, 4, 23, 3), True): 101,
+    ((3, 8, 36, 3), True): 152,
+}
+
+
+class CENetCheckpointError(ValueError):
+    """The file is not a usable CENet (CE-ResNet) checkpoint."""
+
+
+def load_cenet_state_dict(path: str) -> 'OrderedDict[str, torch.Tensor]':
+    """The ``state_dict`` of a released checkpoint (``module.`` stripped).
+
+    Loads with ``weights_only=True``: the release holds only tensors,
+    numbers and strings. Raises :class:`CENetCheckpointError` with the reason
+    (missing, truncated or not a checkpoint, no ``state_dict``).
+    """
+    if not os.path.isfile(path):
+        raise CENetCheckpointError(f'{path}: no such file')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # truncated zip, pickle of foreign objects...
+        raise CENetCheckpointError(
+            f'{path}: cannot be read as a PyTorch checkpoint (truncated '
+            f'download or not a checkpoint?): {error}') from error
+    if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
+        state_dict = checkpoint['state_dict']
+    elif isinstance(checkpoint, dict) and all(
+            isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state_dict = checkpoint  # a bare state dict
+    else:
+        raise CENetCheckpointError(
+            f'{path}: expected a dict with a "state_dict" entry (the CENet '
+            'release layout)')
+    return OrderedDict(
+        (key[len('module.'):] if key.startswith('module.') else key, value)
+        for key, value in state_dict.items())
+
+
+def infer_depth(state_dict: dict) -> int:
+    """ResNet depth from the number of blocks per stage."""
+    blocks = {}
+    for key in state_dict:
+        match = re.match(r'^layer(\d)\.(\d+)\.', key)
+        if match:
+            stage, block = int(match[1]), int(match[2])
+            blocks[stage] = max(blocks.get(stage, 0), block + 1)
+    counts = tuple(blocks.get(stage, 0) for stage in (1, 2, 3, 4))
+    bottleneck = any('.conv3.' in key for key in state_dict)
+    if (counts, bottleneck) not in _DEPTHS:
+        raise CENetCheckpointError(
+            f'not a ResNet layout: blocks per stage {counts} '
+            f'({"Bottleneck" if bottleneck else "BasicBlock"})')
+    return _DEPTHS[(counts, bottleneck)]
+
+
+def convert_cenet_state_dict(
+        state_dict: dict,
+        depth: Optional[int] = None) -> 'OrderedDict[str, torch.Tensor]':
+    """Map a release ``state_dict`` to :class:`CEResNet` names and shapes.
+
+    Args:
+        state_dict: as returned by :func:`load_cenet_state_dict`.
+        depth: the depth the caller expects; a checkpoint of another depth
+            is refused.
+    """
+    if not any(_CE_KEY.match(key) for key in state_dict):
+        raise CENetCheckpointError(
+            'no CE layers (ce1.*, layerS.B.ce.*) in the checkpoint: not a '
+            'CE-ResNet checkpoint. For a plain ResNet use '
+            "init_cfg=dict(type='Pretrained', checkpoint='torchvision://"
+            "resnet50') directly.")
+    found_depth = infer_depth(state_dict)
+    if depth is not None and depth != found_depth:
+        raise CENetCheckpointError(
+            f'the checkpoint is a CE-ResNet-{found_depth}, not -{depth}')
+    converted = OrderedDict()
+    unknown = []
+    for key, value in state_dict.items():
+        ce_match = _CE_KEY.match(key)
+        if ce_match and ce_match[2] in _CE_PARAMETERS:
+            layer = 'stem_ce' if ce_match[1] == 'ce1' else ce_match[1]
+            if ce_match[2] == 'running_mean':
+                value = value.reshape(value.shape[0], value.shape[1])
+            converted[f'{layer}.{_CE_PARAMETERS[ce_match[2]]}'] = value
+        elif _PLAIN_KEY.match(key):
+            converted[key] = value
+        elif not _CLASSIFIER_KEY.match(key):
+            unknown.append(key)
+    if unknown:
+        raise CENetCheckpointError(
+            f'{len(unknown)} keys of unknown meaning, e.g. {unknown[:5]}')
+    return converted
+
+
+def save_atomically(obj: object, path: str) -> None:
+    """``torch.save`` through a temporary file in the same folder, so that
+    ``path`` is either the complete new file or untouched."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(dir=folder, suffix='.tmp')
+    try:
+        with os.fdopen(handle, 'wb') as tmp_file:
+            torch.save(obj, tmp_file)
+            tmp_file.flush()
+            os.fsync(tmp_file.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+
+
+def convert_cenet_checkpoint(src: str, dst: str,
+                             depth: Optional[int] = None) -> int:
+    """Convert the release file ``src`` into ``dst`` for
+    ``init_cfg=dict(type='Pretrained', checkpoint=dst)``; returns the depth."""
+    state_dict = load_cenet_state_dict(src)
+    converted = convert_cenet_state_dict(state_dict, depth)
+    found_depth = infer_depth(state_dict)
+    save_atomically(
+        dict(state_dict=converted,
+             meta=dict(source=os.path.basename(src),
+                       architecture=f'CEResNet-{found_depth}')), dst)
+    return found_depth

@@ -1,0 +1,42 @@
+"""Shared pytest fixtures."""
+import pytest
+
+TINY_SHAPES_NUM_TRAIN = 8
+TINY_SHAPES_NUM_VAL = 4
+TINY_SHAPES_IMAGE_SIZE = (96, 96)
+
+
+@pytest.fixture(scope='session')
+def tiny_shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny synthetic shapes set, generated once per test session.
+
+    8 train and 4 val RGB PNG images of 96x96 (height x width) with 1-6
+    instances each, classes ``ce_mmdet.datasets.SHAPES_CLASSES`` (COCO
+    category ids 1..4), masks as COCO RLE. Treat it as read-only: it is
+    shared by every test of the session.
+
+    Returns:
+        dict of absolute paths (str)::
+
+            data_root       <tmp>/tiny_shapes0
+            train_img_dir   <data_root>/train      (000001.png ... 000008.png)
+            val_img_dir     <data_root>/val        (000001.png ... 000004.png)
+            train_ann_file  <data_root>/annotations/instances_train.json
+            val_ann_file    <data_root>/annotations/instances_val.json
+
+        In an MMDetection dataset config: ``data_root=paths['data_root']``,
+        ``ann_file='annotations/instances_train.json'``,
+        ``data_prefix=dict(img='train/')``,
+        ``metainfo=dict(classes=SHAPES_CLASSES)``.
+    """
+    # Imported here so that collecting tests does not depend on ce_mmdet.
+    from ce_mmdet.datasets import generate_shapes_dataset
+
+    out_dir = tmp_path_factory.mktemp('tiny_shapes')
+    return generate_shapes_dataset(
+        out_dir,
+        num_train=TINY_SHAPES_NUM_TRAIN,
+        num_val=TINY_SHAPES_NUM_VAL,
+        image_size=TINY_SHAPES_IMAGE_SIZE,
+        seed=0,
+        show_progress=False)

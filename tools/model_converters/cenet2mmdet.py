@@ -1,0 +1,31 @@
+"""Convert the authors' CENet ImageNet checkpoint for CE-ResNet backbones.
+
+    python tools/model_converters/cenet2mmdet.py SRC DST [--depth 50]
+
+DST is then used as ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
+"""
+import argparse
+import sys
+
+from ce_mmdet.converters import CENetCheckpointError, convert_cenet_checkpoint
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='the released checkpoint (.pth.tar)')
+    parser.add_argument('dst', help='where to write the converted weights')
+    parser.add_argument('--depth', type=int, choices=(18, 34, 50, 101, 152),
+                        help='refuse a checkpoint of another depth')
+    args = parser.parse_args()
+    try:
+        depth = convert_cenet_checkpoint(args.src, args.dst, args.depth)
+    except CENetCheckpointError as error:
+        print(f'cenet2mmdet: refused: {error}', file=sys.stderr)
+        return 2
+    print(f'wrote CE-ResNet-{depth} backbone weights to {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
