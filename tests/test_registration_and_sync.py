@@ -1,0 +1,134 @@
+"""CE through MMDetection's builders, the BN+CE norm layer, and SyncCE."""
+import copy
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from mmcv.cnn import build_norm_layer, build_plugin_layer
+from mmdet.models.backbones import ResNet
+from mmdet.registry import MODELS
+from mmengine.registry import DefaultScope
+from torch import nn
+
+import ce_mmdet  # noqa: F401
+from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium, SyncChannelEquilibrium,
+                             convert_sync_channel_equilibrium)
+
+
+@pytest.mark.parametrize('scope', [None, 'mmdet'])
+def test_builders_find_ce_inside_and_outside_the_mmdet_scope(scope):
+    instance = DefaultScope.get_instance(f'scope-{scope}', scope_name=scope) if scope else None
+    with DefaultScope.overwrite_default_scope(scope):
+        name, norm = build_norm_layer(dict(type='BNCE', ce_cfg=dict(type='CE', group_size=8)), 32,
+                                      postfix=3)
+        assert name == 'bn3' and isinstance(norm, BatchNormCE)
+        assert norm.ce.group_size == 8 and norm.eps == 1e-5
+        name, plugin = build_plugin_layer(dict(type='CE'), in_channels=64)
+        assert name == 'ce' and isinstance(plugin, ChannelEquilibrium)
+        _, sync = build_plugin_layer(dict(type='SyncCE'), in_channels=64)
+        assert isinstance(sync, SyncChannelEquilibrium)
+    assert isinstance(MODELS.build(dict(type='CE', in_channels=16)), ChannelEquilibrium)
+    del instance
+
+
+def test_bnce_loads_plain_bn_weights_and_matches_bn_then_ce():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(32)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    bnce = BatchNormCE(32)
+    result = bnce.load_state_dict(bn.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert all(key.startswith('ce.') for key in result.missing_keys)
+    ce = copy.deepcopy(bnce.ce)
+    x = torch.randn(4, 32, 6, 6)
+    for mode in (True, False):
+        bnce.train(mode)
+        ce.train(mode)
+        bn.train(mode)
+        torch.testing.assert_close(bnce(x), ce(bn(x)))
+
+
+def test_bnce_in_mmdet_resnet_follows_norm_eval():
+    model = ResNet(depth=18, init_cfg=None, norm_eval=True, frozen_stages=-1,
+                   norm_cfg=dict(type='BNCE', requires_grad=True))
+    model.train()
+    bnce = model.layer2[0].bn1
+    assert isinstance(bnce, BatchNormCE) and not bnce.training and bnce.ce.training
+    before = bnce.running_mean.clone(), bnce.ce.running_whitening.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert torch.equal(before[0], bnce.running_mean)  # BN part frozen
+    assert not torch.equal(before[1], bnce.ce.running_whitening)  # CE learns
+    model.eval()
+    assert not bnce.training and not bnce.ce.training
+
+
+def test_convert_sync_keeps_state_and_output():
+    model = MODELS.build(dict(type='CEResNet', depth=18, init_cfg=None))
+    model.train()
+    model(torch.randn(2, 3, 64, 64))  # non-trivial running statistics
+    reference = copy.deepcopy(model)
+    converted = convert_sync_channel_equilibrium(model)
+    ce_layers = [m for m in converted.modules() if isinstance(m, ChannelEquilibrium)]
+    assert ce_layers and all(isinstance(m, SyncChannelEquilibrium) for m in ce_layers)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, converted.state_dict()[key]), key
+    converted.eval()
+    reference.eval()
+    x = torch.randn(1, 3, 64, 64)
+    for a, b in zip(converted(x), reference(x)):
+        torch.testing.assert_close(a, b)
+
+
+# -------------------------------------------------------------- SyncCE, gloo
+SPLIT = (3, 1)  # unequal batch halves
+
+
+def _sync_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
+                            world_size=world_size)
+    torch.manual_seed(0)
+    layer = SyncChannelEquilibrium(32, group_size=8).train()
+    x_full, weights = _sync_inputs()
+    start = sum(SPLIT[:rank])
+    x = x_full[start:start + SPLIT[rank]].clone().requires_grad_()
+    for _ in range(2):  # two steps: running statistics
+        out = layer(x)
+    (out * weights[start:start + SPLIT[rank]]).sum().backward()
+    torch.save(dict(out=out.detach(), grad=x.grad, state=layer.state_dict(),
+                    param_grads=[p.grad for p in layer.parameters()]),
+               os.path.join(out_dir, f'rank{rank}.pth'))
+    dist.destroy_process_group()
+
+
+def _sync_inputs():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(sum(SPLIT), 32, 5, 7, generator=g) * 2 + 0.5
+    return x, torch.randn(x.shape, generator=g)
+
+
+def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path):
+    mp.spawn(_sync_worker, args=(2, str(tmp_path / 'init'), str(tmp_path)), nprocs=2,
+             join=True)
+    ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
+    torch.manual_seed(0)
+    layer = ChannelEquilibrium(32, group_size=8).train()
+    x_full, weights = _sync_inputs()
+    x = x_full.clone().requires_grad_()
+    for _ in range(2):
+        out = layer(x)
+    (out * weights).sum().backward()
+    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]), out.detach())
+    torch.testing.assert_close(torch.cat([r['grad'] for r in ranks]), x.grad)
+    for rank in ranks:
+        for key, value in layer.state_dict().items():
+            torch.testing.assert_close(rank['state'][key], value, msg=key)
+    # Parameter gradients: DDP sums (averages) the ranks' contributions.
+    for i, param in enumerate(layer.parameters()):
+        torch.testing.assert_close(ranks[0]['param_grads'][i] + ranks[1]['param_grads'][i],
+                                   param.grad)
