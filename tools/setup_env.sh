@@ -36,7 +36,11 @@ if [[ ! -x $py ]]; then
   say "creating $venv with $($base --version)"
   "$base" -m venv "$venv"
 fi
-pip_install() { "$py" -m pip install --disable-pip-version-check -c "$constraints" "$@"; }
+# (sed drops pip's noise about this machine's unused local index folders.)
+pip_install() {
+  "$py" -m pip install --disable-pip-version-check -c "$constraints" "$@" 2>&1 |
+    sed '/is ignored: it is neither a file nor a directory/d'
+}
 
 if "$py" -c 'import torch' 2>/dev/null; then
   say "keeping torch $("$py" -c 'import torch; print(torch.__version__)')"
@@ -67,7 +71,7 @@ else
   start=$SECONDS
   while kill -0 "$build" 2>/dev/null; do
     sleep 30
-    step=$(grep -oE '^\[[0-9]+/[0-9]+\]' "$log" | tail -n1 || true)
+    step=$(grep -oE '\[[0-9]+/[0-9]+\]' "$log" | tail -n1 || true)
     say "  mmcv build: $(( (SECONDS - start) / 60 )) min ${step:+, compile step $step}"
   done
   if ! wait "$build"; then

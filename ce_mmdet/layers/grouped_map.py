@@ -107,16 +107,29 @@ class _StatisticsConditionedMap(torch.autograd.Function):
             if needs_x:
                 grad_gram, grad_s1 = found[:2]
                 found = found[2:]
-                sym = grad_gram + grad_gram.transpose(-1, -2)
-                grad_x = torch.matmul(sym, x_grouped)
-                grad_x += grad_s1.unsqueeze(-1)
-                grad_x += map_matrix.detach().transpose(-1, -2) @ grad_out
+                grad_x = _input_gradient(x_grouped, grad_out, map_matrix,
+                                         grad_gram, grad_s1)
             it = iter(found)
             grad_params = [next(it) if p.requires_grad else None
                            for p in param_leaves]
         elif needs_x:
             grad_x = map_matrix.detach().transpose(-1, -2) @ grad_out
         return (grad_x, None, *grad_params)
+
+
+def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
+                    grad_gram: Tensor, grad_s1: Tensor) -> Tensor:
+    """``dx = A^T dout + (dgram + dgram^T) x + ds1``, in two BLAS calls
+    that accumulate into one output (no temporaries of the input's size)."""
+    n, groups, g, positions = x_grouped.shape
+    batch = n * groups
+    sym = grad_gram + grad_gram.transpose(-1, -2)
+    grad_x = torch.baddbmm(grad_s1.reshape(batch, g, 1),
+                           sym.reshape(batch, g, g),
+                           x_grouped.reshape(batch, g, positions))
+    grad_x.baddbmm_(map_matrix.detach().reshape(batch, g, g).transpose(1, 2),
+                    grad_out.reshape(batch, g, positions))
+    return grad_x.view_as(x_grouped)
 
 
 def statistics_conditioned_map(

@@ -1,0 +1,26 @@
+#!/usr/bin/env python
+"""Train a detector: MMDetection 3.x's ``tools/train.py`` with ce_mmdet.
+
+Runs the ``tools/train.py`` of the installed MMDetection (shipped as
+``mmdet/.mim/tools/train.py``) after ``import ce_mmdet``, which registers the
+CE layers and backbones and lets ``torch.load`` read MMEngine checkpoints
+with PyTorch >= 2.6's ``weights_only=True`` default (``--resume``,
+``load_from``). Arguments and behaviour are MMDetection's::
+
+    python tools/train.py CONFIG [--work-dir WORK_DIR] [--amp]
+        [--auto-scale-lr] [--resume [CHECKPOINT]]
+        [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--local_rank LOCAL_RANK]
+"""
+import os.path as osp
+import sys
+
+try:
+    import ce_mmdet  # noqa: F401
+except ImportError:  # not installed: use the checkout this script is in
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from ce_mmdet.utils import run_mmdet_tool  # noqa: E402
+
+if __name__ == '__main__':
+    run_mmdet_tool('train.py')
