@@ -35,7 +35,7 @@ setup(
     'configs for MMDetection 3.x',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    python_requires='>=3.8',
+    python_requires='>=3.9',
     packages=find_packages(include=['ce_mmdet', 'ce_mmdet.*']),
     install_requires=runtime_requirements(),
     extras_require={

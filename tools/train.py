@@ -11,6 +11,10 @@ with PyTorch >= 2.6's ``weights_only=True`` default (``--resume``,
         [--auto-scale-lr] [--resume [CHECKPOINT]]
         [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
         [--local_rank LOCAL_RANK]
+
+Under torchrun with ``--launcher pytorch`` (``tools/dist_train.sh``,
+``tools/dist_test.sh``) on a machine without GPUs, the processes
+communicate over gloo on the CPU; see :mod:`ce_mmdet.utils.cpu_distributed`.
 """
 import os.path as osp
 import sys
@@ -21,6 +25,9 @@ except ImportError:  # not installed: use the checkout this script is in
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from ce_mmdet.utils import run_mmdet_tool  # noqa: E402
+from ce_mmdet.utils.cpu_distributed import setup_cpu_distributed  # noqa: E402
 
 if __name__ == '__main__':
+    # torchrun + --launcher pytorch without a GPU: gloo, DDP without devices
+    setup_cpu_distributed('train.py')
     run_mmdet_tool('train.py')
