@@ -4,8 +4,8 @@ A tiny Mask R-CNN (``tiny_detector.py``) is trained for 2 iterations with
 ``tools/train.py``, resumed for 2 more with ``--resume`` and evaluated with
 ``tools/test.py``, all with PyTorch's ``weights_only=True`` ``torch.load``
 default. The shell launchers are checked with stand-ins for ``python`` and
-``srun`` that record their command lines (a real distributed run needs CUDA
-in MMEngine).
+``srun`` that record their command lines (a real two-process run on CPU is
+in ``test_distributed_training.py``).
 """
 import functools
 import io

@@ -1,11 +1,13 @@
 """CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
 import math
+import os.path as osp
 from typing import Optional, Sequence
 
 import torch
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
+from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import Tensor, nn
 from torch.utils import checkpoint as cp
 
@@ -188,7 +190,16 @@ class CEResNet(ResNet):
     def init_weights(self) -> None:
         """Initialise as MMDetection's ResNet; when a pretrained checkpoint
         without CE weights (e.g. ``torchvision://resnet50``) is loaded, log
-        the CE tensors that intentionally keep their initial values."""
+        the CE tensors that intentionally keep their initial values.
+
+        Raises:
+            FileNotFoundError: if a ``Pretrained`` ``init_cfg`` names a local
+                checkpoint that does not exist (the message says how to make
+                the CE-ResNet one); URLs and ``torchvision://``,
+                ``open-mmlab://``... checkpoints are left to MMEngine.
+        """
+        if not self.is_init:
+            _check_local_checkpoints_exist(self.init_cfg)
         ce_before = {
             key: value.detach().clone()
             for key, value in self.state_dict().items() if _is_ce_key(key)
@@ -208,6 +219,41 @@ class CEResNet(ResNet):
                 f'{type(self).__name__}: {len(untouched)} CE tensors are not '
                 f'in {self.init_cfg["checkpoint"]} and keep their initial '
                 f'values (intentionally new): {", ".join(untouched)}')
+
+
+def _check_local_checkpoints_exist(init_cfg) -> None:
+    """Fail early, and clearly, on a ``Pretrained`` local file that is missing.
+
+    MMEngine would raise ``FileNotFoundError('<file> can not be found.')``
+    from deep inside the initialisation; the CE-ResNet checkpoints are not
+    downloadable but made by a converter, so say how.
+    """
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
+    for cfg in cfgs:
+        if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
+            continue
+        checkpoint = cfg.get('checkpoint')
+        if not isinstance(checkpoint, str):
+            continue
+        # The loader MMEngine would pick: local only for plain paths.
+        if CheckpointLoader._get_checkpoint_loader(
+                checkpoint) is not load_from_local:
+            continue
+        path = osp.expanduser(checkpoint)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'Pretrained backbone checkpoint {checkpoint!r} not found '
+                f'(resolved to {osp.abspath(path)!r}). For a CE-ResNet, '
+                'convert the authors\' ImageNet CENet checkpoint with '
+                '`python tools/model_converters/cenet2mmdet.py <CENet .pth '
+                f'or .pth.tar> {checkpoint}` (the release holds '
+                'CE-ResNet-50 only; other depths need an ImageNet CE-ResNet '
+                'of your own), or point the config at the '
+                'converted file with `--cfg-options '
+                'model.backbone.init_cfg.checkpoint=<path>` (or '
+                '`model.backbone.init_cfg=None` to start from random '
+                'weights, e.g. when the whole detector is loaded '
+                'afterwards with `load_from`/`--resume`).')
 
 
 def _is_ce_key(key: str) -> bool:
