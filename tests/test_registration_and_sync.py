@@ -68,6 +68,15 @@ def test_bnce_in_mmdet_resnet_follows_norm_eval():
     assert not bnce.training and not bnce.ce.training
 
 
+def test_bnce_in_a_frozen_stem_is_frozen_completely():
+    model = ResNet(depth=18, init_cfg=None, norm_eval=True, frozen_stages=1,
+                   norm_cfg=dict(type='BNCE', requires_grad=True))
+    model.train()
+    for frozen in (model.norm1, model.layer1[0].bn2):
+        assert not frozen.training and not frozen.ce.training
+    assert model.layer2[0].bn2.ce.training
+
+
 def test_convert_sync_keeps_state_and_output():
     model = MODELS.build(dict(type='CEResNet', depth=18, init_cfg=None))
     model.train()

@@ -6,6 +6,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 bash tools/setup_env.sh
 py=${CE_MMDET_VENV:-$repo/.venv}/bin/python
+# The tests run tiny tensors: one intra-op thread avoids thread-pool stalls
+# when the machine is shared (subprocesses inherit it).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 "$py" -m ruff check ce_mmdet tools tests
 status=0
 "$py" -m pytest tests -q -p no:cacheprovider "$@" || status=$?

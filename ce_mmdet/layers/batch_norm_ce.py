@@ -21,8 +21,10 @@ class BatchNormCE(nn.BatchNorm2d):
     torchvision/MMDetection BN weights load unchanged; CE's live under
     ``<name>.ce``. MMDetection's ``norm_eval`` calls ``.eval()`` on every BN
     layer: here that freezes the BN part only and CE keeps using batch
-    statistics, as in CE-ResNet with ``ce_eval=False``. ``model.eval()`` (and
-    ``.train(False)``) still put both parts in eval mode. With the BN part
+    statistics, as in CE-ResNet with ``ce_eval=False`` — unless no CE
+    parameter trains (``frozen_stages`` sets ``requires_grad=False`` before
+    the next ``model.train()``), then both parts. ``model.eval()`` (and
+    ``.train(False)``) put both parts in eval mode. With the BN part
     frozen, its affine map is folded into CE's (one pass over the tensor).
 
     Args:
@@ -45,8 +47,12 @@ class BatchNormCE(nn.BatchNorm2d):
         self.ce = MODELS.build(ce_cfg)
 
     def eval(self) -> 'BatchNormCE':
-        """Freeze the BN part only (what ``norm_eval`` calls)."""
+        """Freeze the BN part only (what ``norm_eval`` calls), unless the CE
+        part is frozen too (no parameter trains: a frozen stage, or
+        ``requires_grad=False`` in ``norm_cfg``), then the whole layer."""
         self.training = False
+        if not any(p.requires_grad for p in self.ce.parameters()):
+            self.ce.eval()
         return self
 
     def forward(self, x: Tensor) -> Tensor:
