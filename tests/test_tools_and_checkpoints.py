@@ -153,10 +153,16 @@ def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
     output = run_tool([
         TOOLS / 'test.py', tiny_run['config'],
         tiny_run['work_dir'] / 'iter_4.pth', '--work-dir', work_dir, '--out',
-        out
+        out, '--show-dir', 'vis'
     ],
                       cwd=tiny_run['root'])
     assert 'coco/bbox_mAP' in output and 'coco/segm_mAP' in output
+    # pycocotools' AP table, for boxes and for masks
+    assert 'Evaluating bbox' in output and 'Evaluating segm' in output
+    assert output.count('Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') == 2
+    # --show-dir: one drawn image per val image, under <work_dir>/<timestamp>/
+    drawn = list(work_dir.glob('*/vis/*.png'))
+    assert len(drawn) == len(COCO(tiny_run['val_ann_file']).getImgIds())
     # MMEngine writes the test metrics to <work_dir>/<timestamp>/<timestamp>.json
     (metrics_file, ) = work_dir.glob('*/*.json')
     metrics = json.loads(metrics_file.read_text())
