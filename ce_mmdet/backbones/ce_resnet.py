@@ -39,7 +39,8 @@ class CEBasicBlock(BasicBlock):
             out = self.relu(self.norm1(self.conv1(x)))
             out = _norm_then_ce(self.conv2(out), self.norm2, self.ce)
             identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
+            out += identity  # in place, as MMDetection's blocks
+            return out
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
@@ -69,7 +70,8 @@ class CEBottleneck(Bottleneck):
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv3_plugin_names)
             identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
+            out += identity  # in place, as MMDetection's blocks
+            return out
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)

@@ -258,8 +258,9 @@ class ChannelEquilibrium(nn.Module):
                 map_matrix = map_matrix * scale.unsqueeze(-2)
             return map_matrix, offset, extras
 
+        # Eval needs only the per-channel variances, not the covariance.
         out, extras = statistics_conditioned_map(x_grouped, statistics_to_map,
-                                                 params)
+                                                 params, full_gram=batch_stats)
         if batch_stats and self.momentum > 0:
             self._update_running_statistics(*extras)
         return out.view(n, c, h, w)

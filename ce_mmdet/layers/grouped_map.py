@@ -42,9 +42,20 @@ def small_graph_threads(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def grouped_gram_and_sum(x_grouped: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-image, per-group Gram matrices and sums of ``x_grouped`` (N, G, g, P)."""
-    return x_grouped @ x_grouped.transpose(-1, -2), x_grouped.sum(-1)
+def grouped_gram_and_sum(x_grouped: Tensor,
+                         full_gram: bool = True) -> tuple[Tensor, Tensor]:
+    """Per-image, per-group Gram matrices and sums of ``x_grouped`` (N, G, g, P).
+
+    With ``full_gram=False`` only the Gram diagonals (per-channel sums of
+    squares, one dot product per channel: several times cheaper than g x g
+    products) are computed, returned as diagonal matrices.
+    """
+    sums = x_grouped.sum(-1)
+    if full_gram:
+        return x_grouped @ x_grouped.transpose(-1, -2), sums
+    rows = x_grouped.reshape(-1, 1, x_grouped.shape[-1])
+    sum_sq = torch.bmm(rows, rows.transpose(1, 2)).view_as(sums)
+    return torch.diag_embed(sum_sq), sums
 
 
 def apply_grouped_map(x_grouped: Tensor, map_matrix: Tensor,
@@ -61,15 +72,15 @@ class _StatisticsConditionedMap(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_grouped: Tensor, statistics_to_map: MapBuilder,
-                *params: Tensor):
-        gram, s1 = grouped_gram_and_sum(x_grouped)
+                full_gram: bool, *params: Tensor):
+        gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
         # The small graph is recorded here and differentiated in backward.
         with torch.enable_grad(), small_graph_threads(x_grouped.device):
             gram_leaf = gram.requires_grad_(ctx.needs_input_grad[0])
             s1_leaf = s1.requires_grad_(ctx.needs_input_grad[0])
             param_leaves = [
                 p.detach().requires_grad_(needs)
-                for p, needs in zip(params, ctx.needs_input_grad[2:])
+                for p, needs in zip(params, ctx.needs_input_grad[3:])
             ]
             map_matrix, offset, extras = statistics_to_map(
                 gram_leaf, s1_leaf, *param_leaves)
@@ -114,7 +125,7 @@ class _StatisticsConditionedMap(torch.autograd.Function):
                            for p in param_leaves]
         elif needs_x:
             grad_x = map_matrix.detach().transpose(-1, -2) @ grad_out
-        return (grad_x, None, *grad_params)
+        return (grad_x, None, None, *grad_params)
 
 
 def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
@@ -134,7 +145,8 @@ def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
 
 def statistics_conditioned_map(
         x_grouped: Tensor, statistics_to_map: MapBuilder,
-        params: Sequence[Tensor] = ()) -> tuple[Tensor, tuple[Tensor, ...]]:
+        params: Sequence[Tensor] = (),
+        full_gram: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Apply ``A(stats) @ x + c(stats)`` per image and group; see module doc.
 
     Args:
@@ -144,6 +156,8 @@ def statistics_conditioned_map(
             small tensors. ``c`` may be None; ``extras`` are returned as they
             are (e.g. batch statistics for running averages).
         params: tensors ``statistics_to_map`` uses that may need gradients.
+        full_gram: False when ``statistics_to_map`` reads only the diagonal
+            of ``gram`` (it then gets a diagonal matrix).
 
     Returns:
         ``(out (N, G, g, P), extras)``.
@@ -151,10 +165,11 @@ def statistics_conditioned_map(
     needs_grad = torch.is_grad_enabled() and (
         x_grouped.requires_grad or any(p.requires_grad for p in params))
     if not needs_grad:
-        gram, s1 = grouped_gram_and_sum(x_grouped)
+        gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
         with small_graph_threads(x_grouped.device):
             map_matrix, offset, extras = statistics_to_map(gram, s1, *params)
         return apply_grouped_map(x_grouped, map_matrix, offset), extras
     out, *extras = _StatisticsConditionedMap.apply(x_grouped,
-                                                   statistics_to_map, *params)
+                                                   statistics_to_map,
+                                                   full_gram, *params)
     return out, tuple(extras)
