@@ -3,13 +3,13 @@
 The machine is shared and noisy, so candidates are timed interleaved (A, B,
 A, B, ...) in one process and compared by the ratio of their medians. Peak
 memory on CPU is measured in a fresh spawned process per case as the growth
-of the peak resident set size (``ru_maxrss``) during one call over its
-high-water mark once the inputs exist: the same number ``torch.cuda.max_memory_allocated`` gives on
-GPU, for allocations torch returns to the OS (large tensors).
+of the process's peak resident set size (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs`` once the inputs exist) during one call: the number
+``torch.cuda.max_memory_allocated`` gives on GPU, for allocations that torch
+returns to the OS (large tensors are).
 """
 import gc
 import multiprocessing
-import resource
 import statistics
 import time
 from typing import Callable, Sequence
@@ -32,15 +32,25 @@ def interleaved_medians(candidates: Sequence[Callable[[], object]],
     return [statistics.median(record) for record in times]
 
 
+def _resident_kib(field: str) -> int:
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'no {field} in /proc/self/status')
+
+
 def _peak_memory_worker(build: Callable[[], Callable[[], object]],
                         queue: multiprocessing.Queue) -> None:
     fn = build()
     gc.collect()
-    # ru_maxrss is a high-water mark: read it before the first call.
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Reset the high-water mark to the current RSS (Linux >= 4.0). Not
+    # ru_maxrss: that one keeps the spawning parent's peak across exec.
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')
+    baseline = _resident_kib('VmRSS')
     fn()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((peak - baseline) / 1024.0)
+    queue.put((_resident_kib('VmHWM') - baseline) / 1024.0)
 
 
 def peak_memory_mib(build: Callable[[], Callable[[], object]]) -> float:
