@@ -95,39 +95,38 @@ def test_convert_sync_keeps_state_and_output():
 
 
 # -------------------------------------------------------------- SyncCE, gloo
-SPLIT = (3, 1)  # unequal batch halves
-
-
-def _sync_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+def _sync_worker(rank: int, world_size: int, init_file: str, out_dir: str,
+                 split: tuple) -> None:
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
                             world_size=world_size)
     torch.manual_seed(0)
     layer = SyncChannelEquilibrium(32, group_size=8).train()
-    x_full, weights = _sync_inputs()
-    start = sum(SPLIT[:rank])
-    x = x_full[start:start + SPLIT[rank]].clone().requires_grad_()
+    x_full, weights = _sync_inputs(split)
+    start = sum(split[:rank])
+    x = x_full[start:start + split[rank]].clone().requires_grad_()
     for _ in range(2):  # two steps: running statistics
         out = layer(x)
-    (out * weights[start:start + SPLIT[rank]]).sum().backward()
+    (out * weights[start:start + split[rank]]).sum().backward()
     torch.save(dict(out=out.detach(), grad=x.grad, state=layer.state_dict(),
                     param_grads=[p.grad for p in layer.parameters()]),
                os.path.join(out_dir, f'rank{rank}.pth'))
     dist.destroy_process_group()
 
 
-def _sync_inputs():
+def _sync_inputs(split):
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(sum(SPLIT), 32, 5, 7, generator=g) * 2 + 0.5
+    x = torch.randn(sum(split), 32, 5, 7, generator=g) * 2 + 0.5
     return x, torch.randn(x.shape, generator=g)
 
 
-def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path):
-    mp.spawn(_sync_worker, args=(2, str(tmp_path / 'init'), str(tmp_path)), nprocs=2,
-             join=True)
+@pytest.mark.parametrize('split', [(2, 2), (3, 1)])
+def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path, split):
+    mp.spawn(_sync_worker, args=(2, str(tmp_path / 'init'), str(tmp_path), split),
+             nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
     torch.manual_seed(0)
     layer = ChannelEquilibrium(32, group_size=8).train()
-    x_full, weights = _sync_inputs()
+    x_full, weights = _sync_inputs(split)
     x = x_full.clone().requires_grad_()
     for _ in range(2):
         out = layer(x)
