@@ -36,6 +36,7 @@ path (NCCL, one GPU per process) is unchanged.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import inspect
 import os
@@ -127,6 +128,16 @@ def _dist_timeout(cfg: Any) -> Optional[datetime.timedelta]:
     return None if timeout is None else datetime.timedelta(seconds=timeout)
 
 
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        # Leave together: a rank that tears gloo down while another still
+        # evaluates was seen to abort (SIGABRT) at exit.
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def setup_cpu_distributed(tool: str,
                           argv: Optional[list[str]] = None) -> bool:
     """Prepare a torchrun-launched MMDetection tool for CPU-only machines.
@@ -179,6 +190,10 @@ def setup_cpu_distributed(tool: str,
     timeout = _dist_timeout(cfg)
     init_kwargs = {} if timeout is None else {'timeout': timeout}
     dist.init_process_group(backend=CPU_BACKEND, **init_kwargs)
+    # MMDetection's tools never destroy the group; gloo's threads alive at
+    # interpreter exit can abort it ("terminate called without an active
+    # exception", seen with tools/test.py).
+    atexit.register(_destroy_process_group)
 
     options = cpu_model_wrapper_options(cfg)
     if options:
