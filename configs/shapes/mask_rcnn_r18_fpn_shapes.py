@@ -72,7 +72,10 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=fpn_channels),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=fpn_channels),
+        # RoIAlign (single-threaded in mmcv on a CPU) was a third of an
+        # iteration: one sample per bin for the 7x7 box features.
+        bbox_roi_extractor=dict(
+            roi_layer=dict(sampling_ratio=1), out_channels=fpn_channels),
         bbox_head=dict(
             in_channels=fpn_channels,
             fc_out_channels=256,
@@ -82,39 +85,52 @@ model = dict(
             in_channels=fpn_channels,
             conv_out_channels=fpn_channels,
             num_classes=num_classes)),
-    # A few objects per image: far fewer anchors, proposals and RoIs than
-    # COCO's defaults suffice, and they dominate the head's cost on a CPU.
+    # At most 6 objects per image: far fewer anchors, proposals and RoIs
+    # than COCO's defaults (256 / 2000 / 1000 / 512) suffice, and the RoIs
+    # dominate the cost of the heads on a CPU.
     train_cfg=dict(
         rpn=dict(sampler=dict(num=128)),
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=200),
         rcnn=dict(max_per_img=50)))
 
 # ------------------------------------------------------------- schedule
-max_epochs = 12
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+# Iteration-based, so the run length (and the time) does not depend on how
+# many images were generated. About 0.65 s per iteration of 8 images on 2
+# quiet CPU cores: 1000 iterations (8 passes over 1000 images) take ~11 min.
+max_iters = 1000
+train_cfg = dict(
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
+    val_interval=max_iters)  # evaluate once, at the end
+# AdamW learns much faster from scratch than mmdet's SGD (lr 0.02, momentum
+# 0.9): 0.46 vs 0.25 bbox AP after 600 iterations in our runs.
 optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=100),
     dict(
         type='MultiStepLR',
+        by_epoch=False,
         begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        milestones=[9, 11],
+        end=max_iters,
+        milestones=[750, 875],
         gamma=0.1)
 ]
 
 # -------------------------------------------------------------- runtime
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs,
-                    max_keep_ckpts=1))
-log_processor = dict(window_size=10)
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        interval=max_iters,
+        max_keep_ckpts=1))
+log_processor = dict(window_size=10, by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
