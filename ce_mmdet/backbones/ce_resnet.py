@@ -20,6 +20,15 @@ def _norm_then_ce(x: Tensor, norm: nn.Module,
     return norm(x) if ce is None else ce(x, preceding_norm=norm)
 
 
+def _residual_forward(block: nn.Module, inner_forward, x: Tensor) -> Tensor:
+    """``relu(inner_forward(x))``, checkpointed when ``block.with_cp``."""
+    if block.with_cp and x.requires_grad:
+        out = cp.checkpoint(inner_forward, x, use_reentrant=False)
+    else:
+        out = inner_forward(x)
+    return block.relu(out)
+
+
 def _build_ce(ce_cfg: Optional[dict], channels: int) -> Optional[nn.Module]:
     if ce_cfg is None:
         return None
@@ -42,11 +51,7 @@ class CEBasicBlock(BasicBlock):
             out += identity  # in place, as MMDetection's blocks
             return out
 
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+        return _residual_forward(self, _inner_forward, x)
 
 
 class CEBottleneck(Bottleneck):
@@ -73,11 +78,7 @@ class CEBottleneck(Bottleneck):
             out += identity  # in place, as MMDetection's blocks
             return out
 
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+        return _residual_forward(self, _inner_forward, x)
 
 
 _CE_BLOCKS = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
