@@ -15,12 +15,13 @@ def reference_group_size(channels: int, group_size: int) -> int:
 
 def reference_ce(x, gate, fc1, ln_weight, ln_bias, fc2, *, group_size=16,
                  iterations=3, eps=1e-5, training=True, running_wm=None,
-                 running_scale=None):
-    """CE(x) in float64. Returns (out, batch statistics dict or None).
+                 running_scale=None, dtype=torch.float64):
+    """CE(x) in ``dtype`` (float64 by default): the straightforward, centred
+    computation. Returns (out, batch statistics dict or None).
 
     ``running_wm`` is (G, g, g); in eval the running values are used.
     """
-    x = x.double()
+    x = x.to(dtype)
     n, c, h, w = x.shape
     g = reference_group_size(c, group_size)
     groups = c // g
@@ -40,36 +41,43 @@ def reference_ce(x, gate, fc1, ln_weight, ln_bias, fc2, *, group_size=16,
         wm = torch.stack(whitened)
     else:
         mu = None
-        wm = running_wm.double()
+        wm = running_wm.to(dtype)
     bd = (wm @ xt).reshape(c, n, h, w).transpose(0, 1)
     # Instance reweighting.
     if h * w > 1:
         v = x.view(n, c, -1).var(-1, unbiased=True)
     else:
         v = torch.zeros(n, c, dtype=x.dtype)
-    hidden = v @ fc1.double().t()
+    hidden = v @ fc1.to(dtype).t()
     hidden = torch.nn.functional.layer_norm(hidden, (hidden.shape[1], ),
-                                            ln_weight.double(),
-                                            ln_bias.double(), 1e-5)
-    a = torch.sigmoid(torch.relu(hidden) @ fc2.double().t())
+                                            ln_weight.to(dtype),
+                                            ln_bias.to(dtype), 1e-5)
+    a = torch.sigmoid(torch.relu(hidden) @ fc2.to(dtype).t())
     if training:
         s = torch.sqrt(v.mean())
     else:
-        s = running_scale.double()
+        s = running_scale.to(dtype)
     ir = x * a[:, :, None, None] / s
-    lam = torch.sigmoid(gate.double())
+    lam = torch.sigmoid(gate.to(dtype))
     out = lam * bd + (1 - lam) * ir
     stats = dict(mean=mu.squeeze(-1), whitening=wm, scale=s.view(1)) if training else None
     return out, stats
 
 
-def reference_from_module(module, x, training=None):
-    """Run :func:`reference_ce` with ``module``'s parameters and buffers."""
+def reference_from_module(module, x, training=None, dtype=torch.float64,
+                          detach=True):
+    """Run :func:`reference_ce` with ``module``'s parameters and buffers
+    (``detach=False``: differentiable in the parameters too)."""
     training = module.training if training is None else training
     ir = module.reweighting
+
+    def param(p):
+        return p.detach() if detach else p
+
     return reference_ce(
-        x, module.gate_logit.detach(), ir.squeeze.weight.detach(),
-        ir.norm.weight.detach(), ir.norm.bias.detach(),
-        ir.excite.weight.detach(), group_size=module.group_size,
+        x, param(module.gate_logit), param(ir.squeeze.weight),
+        param(ir.norm.weight), param(ir.norm.bias),
+        param(ir.excite.weight), group_size=module.group_size,
         iterations=module.num_iterations, eps=module.eps, training=training,
-        running_wm=module.running_whitening, running_scale=module.running_scale)
+        running_wm=module.running_whitening, running_scale=module.running_scale,
+        dtype=dtype)

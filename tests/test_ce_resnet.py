@@ -235,3 +235,24 @@ def test_converter_refuses_bad_sources_without_writing(tmp_path):
         convert_cenet_checkpoint(str(tmp_path / 'missing.pth'), dst)
     assert not os.path.exists(dst)
     assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+
+
+def test_frozen_bn_shift_in_conv_keeps_hooks_and_results():
+    """With frozen BNs, the conv before CE runs with BN's running mean as its
+    bias (CE's precision); a hook on that conv still fires, and the hooked
+    (unfused) path gives the same result."""
+    model = build(depth=50, norm_eval=True).double().train()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.running_mean.uniform_(-2, 2)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    fused = model(x)
+    seen = []
+    conv = model.layer1[0].conv3
+    handle = conv.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    hooked = model(x)
+    handle.remove()
+    assert seen == [(2, 256, 16, 16)]
+    for a, b in zip(fused, hooked):
+        torch.testing.assert_close(a, b)

@@ -11,13 +11,40 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import Tensor, nn
 from torch.utils import checkpoint as cp
 
-from ce_mmdet.layers import ChannelEquilibrium
+from torch.nn.modules import module as module_hooks
+
+from ce_mmdet.layers import ChannelEquilibrium, is_frozen_batch_norm
+from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 
 
-def _norm_then_ce(x: Tensor, norm: nn.Module,
-                  ce: Optional[ChannelEquilibrium]) -> Tensor:
-    """``ce(norm(x))``, letting CE fold a frozen BN into its own map."""
-    return norm(x) if ce is None else ce(x, preceding_norm=norm)
+def conv_norm_ce(conv: nn.Module, norm: nn.Module,
+                 ce: Optional[ChannelEquilibrium], x: Tensor) -> Tensor:
+    """``ce(norm(conv(x)))``, or ``norm(conv(x))`` when ``ce`` is None.
+
+    A frozen BN is folded into CE's map. CE's float32 statistics then need
+    the convolution's output shifted by the BN's running mean (see
+    :meth:`ChannelEquilibrium.forward_folded`); a plain bias-free
+    convolution subtracts it as its bias, at no cost. (Otherwise CE shifts
+    in a pass of its own: convolutions of other types, convolutions with
+    hooks, which must see the module called, and graph capture, where the
+    module structure must stay visible.)
+    """
+    if ce is None:
+        return norm(conv(x))
+    if is_frozen_batch_norm(norm) and _can_shift_as_bias(conv):
+        shift = norm.running_mean.to(conv.weight.dtype)
+        shifted = conv._conv_forward(x, conv.weight, -shift)
+        return ce.forward_folded(shifted, norm, input_is_shifted=True)
+    return ce(conv(x), preceding_norm=norm)
+
+
+def _can_shift_as_bias(conv: nn.Module) -> bool:
+    """Whether ``conv`` may run as ``F.conv2d`` with a bias of our own."""
+    hooks = (conv._forward_hooks, conv._forward_pre_hooks,
+             module_hooks._global_forward_hooks,
+             module_hooks._global_forward_pre_hooks)
+    return (type(conv) is nn.Conv2d and conv.bias is None
+            and not any(hooks) and not graph_capture_in_progress())
 
 
 def _residual_forward(block: nn.Module, inner_forward, x: Tensor) -> Tensor:
@@ -46,7 +73,7 @@ class CEBasicBlock(BasicBlock):
 
         def _inner_forward(x):
             out = self.relu(self.norm1(self.conv1(x)))
-            out = _norm_then_ce(self.conv2(out), self.norm2, self.ce)
+            out = conv_norm_ce(self.conv2, self.norm2, self.ce, out)
             identity = x if self.downsample is None else self.downsample(x)
             out += identity  # in place, as MMDetection's blocks
             return out
@@ -71,7 +98,7 @@ class CEBottleneck(Bottleneck):
             out = self.relu(self.norm2(self.conv2(out)))
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = _norm_then_ce(self.conv3(out), self.norm3, self.ce)
+            out = conv_norm_ce(self.conv3, self.norm3, self.ce, out)
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv3_plugin_names)
             identity = x if self.downsample is None else self.downsample(x)
@@ -160,9 +187,10 @@ class CEResNet(ResNet):
             *convs, norm, relu = self.stem
         else:
             convs, norm, relu = [self.conv1], self.norm1, self.relu
-        for layer in convs:
+        *first_convs, last_conv = convs
+        for layer in first_convs:
             x = layer(x)
-        return relu(_norm_then_ce(x, norm, self.stem_ce))
+        return relu(conv_norm_ce(last_conv, norm, self.stem_ce, x))
 
     def forward(self, x: Tensor) -> tuple:
         x = self.maxpool(self._stem_forward(x))

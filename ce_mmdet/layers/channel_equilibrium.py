@@ -23,7 +23,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .grouped_map import statistics_conditioned_map
+from .grouped_map import (graph_capture_in_progress,
+                          statistics_conditioned_map)
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 # Exact types: a subclass (e.g. BN+CE) may do more than an affine map.
@@ -192,11 +193,28 @@ class ChannelEquilibrium(nn.Module):
         return self.forward_folded(x, preceding_norm)
 
     def forward_folded(self, x: Tensor,
-                       frozen_norm: Optional[_BatchNorm] = None) -> Tensor:
+                       frozen_norm: Optional[_BatchNorm] = None,
+                       input_is_shifted: bool = False) -> Tensor:
         """``CE(frozen_norm(x))`` with the BN's affine map folded into CE's.
 
         ``frozen_norm`` must apply a fixed affine map (a BN in eval mode with
         running statistics); :meth:`forward` checks that, this does not.
+
+        Precision: the statistics are sums over the tensor, and second
+        moments from uncentred sums cancel in float32 when a channel's mean
+        is large against its spread, as a convolution's raw output often is.
+        So the input is first shifted by the BN's running mean (the estimate
+        of its per-channel mean the BN already holds): ``y = x - running_mean``
+        and ``BN(x) = scale * y + bias``. That costs one pass, unless the
+        caller already produced ``y`` for free, e.g. as the convolution's
+        bias (``input_is_shifted=True``, see
+        :func:`ce_mmdet.backbones.ce_resnet.conv_norm_ce`).
+
+        Args:
+            x: (N, C, H, W), the input of ``frozen_norm`` (minus its
+                running mean if ``input_is_shifted``).
+            frozen_norm: the frozen BN to fold in, or None (plain CE).
+            input_is_shifted: ``x`` is already ``BN input - running_mean``.
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
@@ -204,8 +222,13 @@ class ChannelEquilibrium(nn.Module):
                 f'input, got shape {tuple(x.shape)}')
         # Statistics and Newton steps need float32 even under autocast.
         compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            out = self._forward(x.to(compute_dtype), frozen_norm)
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                out = self._forward(x.to(compute_dtype), frozen_norm,
+                                    input_is_shifted)
+        else:
+            out = self._forward(x.to(compute_dtype), frozen_norm,
+                                input_is_shifted)
         return out.to(x.dtype)
 
     # ------------------------------------------------------------ internals
@@ -213,10 +236,12 @@ class ChannelEquilibrium(nn.Module):
         """Hook for SyncCE: sum of ``flat`` over the process group."""
         return flat
 
-    def _forward(self, x: Tensor, norm: Optional[nn.Module]) -> Tensor:
+    def _forward(self, x: Tensor, norm: Optional[_BatchNorm],
+                 input_is_shifted: bool) -> Tensor:
         n, c, h, w = x.shape
-        x_grouped = x.contiguous().view(n, self.num_groups, self.group_size,
-                                        h * w)
+        if norm is not None and not input_is_shifted:
+            x = x - norm.running_mean.to(x.dtype).view(1, c, 1, 1)
+        x = x.contiguous()
         params = [self.gate_logit, *self.reweighting.parameters()]
         if norm is not None:
             params += [
@@ -228,15 +253,20 @@ class ChannelEquilibrium(nn.Module):
 
         def statistics_to_map(gram, s1, gate_logit, w1, ln_w, ln_b, w2,
                               *norm_affine):
-            if norm_affine:
-                gram, s1, scale, shift = _fold_affine_into_statistics(
-                    gram, s1, norm, norm_affine, num_positions,
-                    self.num_groups)
+            # Moments of the (shifted) input; the frozen BN's affine map
+            # ``scale * y + bias`` is applied to central moments, which
+            # keeps them precise (no large uncentred terms to cancel).
             per_image_var = _per_image_variance(gram, s1, num_positions)
+            if norm_affine:
+                scale, bias = _frozen_norm_affine(norm, *norm_affine)
+                scale = scale.view(self.num_groups, self.group_size)
+                bias = bias.view(self.num_groups, self.group_size)
+                per_image_var = per_image_var * scale.square()
             per_image_var = per_image_var.reshape(n, c)
             if batch_stats:
                 whitening, mean, scale_s = self._batch_whitening_and_scale(
-                    gram, s1, per_image_var, num_positions)
+                    gram, s1, per_image_var, num_positions,
+                    *((scale, bias) if norm_affine else ()))
                 extras = (whitening.detach(), mean.detach(),
                           scale_s.detach())
             else:
@@ -254,20 +284,29 @@ class ChannelEquilibrium(nn.Module):
             map_matrix = lam * whitening + torch.diag_embed(diagonal)
             offset = None
             if norm_affine:
-                offset = (map_matrix @ shift.unsqueeze(-1)).squeeze(-1)
+                # M (scale * y + bias) = (M scale) y + M bias
+                offset = (map_matrix @ bias.unsqueeze(-1)).squeeze(-1)
                 map_matrix = map_matrix * scale.unsqueeze(-2)
             return map_matrix, offset, extras
 
         # Eval needs only the per-channel variances, not the covariance.
-        out, extras = statistics_conditioned_map(x_grouped, statistics_to_map,
-                                                 params, full_gram=batch_stats)
+        out, extras = statistics_conditioned_map(x, self.group_size,
+                                                 statistics_to_map, params,
+                                                 full_gram=batch_stats)
         if batch_stats and self.momentum > 0:
             self._update_running_statistics(*extras)
-        return out.view(n, c, h, w)
+        return out
 
     def _batch_whitening_and_scale(self, gram: Tensor, s1: Tensor,
-                                   per_image_var: Tensor, num_positions: int):
-        """Batch W (G,g,g), mu (G,g) and s (1,) from per-image statistics."""
+                                   per_image_var: Tensor, num_positions: int,
+                                   affine_scale: Optional[Tensor] = None,
+                                   affine_bias: Optional[Tensor] = None):
+        """Batch W (G,g,g), mu (G,g) and s (1,) from per-image statistics.
+
+        ``gram``/``s1`` are sums of ``y``; CE's input is ``y``, or
+        ``affine_scale * y + affine_bias`` (per group, (G, g)) when a frozen
+        BN is folded in. ``per_image_var`` (N, C) is of CE's input already.
+        """
         n = gram.shape[0]
         g = self.group_size
         flat = torch.cat([
@@ -281,10 +320,14 @@ class ChannelEquilibrium(nn.Module):
         sum_x = flat[num_sq:num_sq + self.in_channels].view(self.num_groups, g)
         sum_var, count, count_var = flat[num_sq + self.in_channels:]
         mean = sum_x / count
+        covariance = sum_sq / count - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+        if affine_scale is not None:
+            covariance = (covariance * affine_scale.unsqueeze(-1)
+                          * affine_scale.unsqueeze(-2))
+            mean = affine_scale * mean + affine_bias
         eye = torch.eye(g, dtype=gram.dtype, device=gram.device)
-        sigma = (sum_sq / count - mean.unsqueeze(-1) * mean.unsqueeze(-2)
-                 + self.eps * eye)
-        whitening = newton_whitening(sigma, self.num_iterations)
+        whitening = newton_whitening(covariance + self.eps * eye,
+                                     self.num_iterations)
         scale = (sum_var / count_var).clamp_min(self.eps).sqrt().view(1)
         return whitening, mean, scale
 
@@ -293,6 +336,17 @@ class ChannelEquilibrium(nn.Module):
                                    scale: Tensor) -> None:
         finite = (torch.isfinite(whitening).all() & torch.isfinite(mean).all()
                   & torch.isfinite(scale).all())
+        batch = dict(running_whitening=whitening, running_mean=mean,
+                     running_scale=scale)
+        if graph_capture_in_progress():
+            # No host sync (and no warning) inside a captured graph: a
+            # non-finite batch still leaves the running values unchanged.
+            for name, value in batch.items():
+                running = getattr(self, name)
+                running.copy_(torch.where(
+                    finite, running.lerp(value.to(running), self.momentum),
+                    running))
+            return
         if not bool(finite):
             warnings.warn(
                 f'{self.layer_name}: the batch statistics are not finite '
@@ -300,10 +354,9 @@ class ChannelEquilibrium(nn.Module):
                 'Check the data and the learning rate.', RuntimeWarning,
                 stacklevel=3)
             return
-        m = self.momentum
-        self.running_whitening.lerp_(whitening.to(self.running_whitening), m)
-        self.running_mean.lerp_(mean.to(self.running_mean), m)
-        self.running_scale.lerp_(scale.to(self.running_scale), m)
+        for name, value in batch.items():
+            running = getattr(self, name)
+            running.lerp_(value.to(running), self.momentum)
 
 
 def is_frozen_batch_norm(norm: nn.Module) -> bool:
@@ -325,24 +378,12 @@ def _per_image_variance(gram: Tensor, s1: Tensor, num_positions: int) -> Tensor:
     return centred.clamp_min(0) / (num_positions - 1)
 
 
-def _fold_affine_into_statistics(gram, s1, norm, norm_affine, num_positions,
-                                 num_groups):
-    """Statistics of ``y = scale * x + shift`` (a frozen BN) from those of x.
-
-    ``gram_y = D gram D + D s1 b^T + b s1^T D + P b b^T``,
-    ``s1_y = D s1 + P b`` per group, with D = diag(scale), b = shift.
-    """
-    weight, bias = norm_affine
-    inv_std = torch.rsqrt(norm.running_var.to(gram.dtype) + norm.eps)
-    scale = (weight * inv_std).view(num_groups, -1)
-    shift = (bias - norm.running_mean.to(gram.dtype) * weight * inv_std).view(
-        num_groups, -1)
-    scaled_s1 = s1 * scale
-    gram_y = (gram * scale.unsqueeze(-1) * scale.unsqueeze(-2)
-              + scaled_s1.unsqueeze(-1) * shift.unsqueeze(-2)
-              + shift.unsqueeze(-1) * scaled_s1.unsqueeze(-2)
-              + num_positions * shift.unsqueeze(-1) * shift.unsqueeze(-2))
-    return gram_y, scaled_s1 + num_positions * shift, scale, shift
+def _frozen_norm_affine(norm: _BatchNorm, weight: Tensor,
+                        bias: Tensor) -> tuple[Tensor, Tensor]:
+    """A frozen BN as ``scale * (x - running_mean) + bias``: (scale, bias),
+    each (C,). The input is shifted by ``running_mean`` before any sum."""
+    inv_std = torch.rsqrt(norm.running_var.to(weight.dtype) + norm.eps)
+    return weight * inv_std, bias
 
 
 MODELS.register_module('CE', module=ChannelEquilibrium)

@@ -13,6 +13,12 @@ three backward (``dA = dout x^T``, ``dc = dout 1``, and one fused
 of ``x``. Everything between statistics and map is a small graph (matrices of
 size g x g) that ordinary autograd differentiates inside ``backward``; it may
 contain a differentiable all-reduce, which is how SyncCE syncs statistics.
+
+When a graph is being captured (``torch.jit.trace``, ``torch.compile``,
+``torch.export``), the same computation runs as plain differentiable ops
+instead (:func:`graph_capture_in_progress`): the capturer then sees, counts,
+differentiates and exports every step, while eager mode keeps the
+hand-written backward.
 """
 import contextlib
 from typing import Callable, Iterator, Optional, Sequence
@@ -23,6 +29,14 @@ from torch import Tensor
 # statistics_to_map(gram (N,G,g,g), s1 (N,G,g), *params) ->
 #     (A (N,G,g,g), c (N,G,g) or None, extras: tuple of tensors, not differentiated)
 MapBuilder = Callable[..., tuple[Tensor, Optional[Tensor], tuple[Tensor, ...]]]
+
+
+def graph_capture_in_progress() -> bool:
+    """Whether ``torch.jit.trace``, ``torch.compile`` or ``torch.export`` is
+    capturing the code that runs now: they cannot look into an autograd
+    Function whose backward calls autograd itself, nor change the thread
+    count, so CE then runs as plain differentiable ops."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 @contextlib.contextmanager
@@ -58,21 +72,41 @@ def grouped_gram_and_sum(x_grouped: Tensor,
     return torch.diag_embed(sum_sq), sums
 
 
+def grouped_view(x: Tensor, group_size: int) -> Tensor:
+    """(N, C, H, W) -> (N, C / g, g, H * W), a view of contiguous ``x``."""
+    n, c, h, w = x.shape
+    return x.view(n, c // group_size, group_size, h * w)
+
+
 def apply_grouped_map(x_grouped: Tensor, map_matrix: Tensor,
-                      offset: Optional[Tensor]) -> Tensor:
-    """``map_matrix @ x_grouped + offset``: (N,G,g,g) @ (N,G,g,P) + (N,G,g,1)."""
-    out = map_matrix @ x_grouped
-    if offset is not None:
-        out += offset.unsqueeze(-1)
-    return out
+                      offset: Optional[Tensor],
+                      out: Optional[Tensor] = None) -> Tensor:
+    """``map_matrix @ x_grouped + offset``: (N,G,g,g) @ (N,G,g,P) + (N,G,g,1).
+
+    The offset enters the matrix product as its initial value (one fused
+    multiply-add, not a second pass over the output). ``out``: a contiguous
+    (N, G, g, P) tensor to write into (outside autograd only).
+    """
+    n, groups, g, positions = x_grouped.shape
+    batch = n * groups
+    maps = map_matrix.reshape(batch, g, g)
+    inputs = x_grouped.reshape(batch, g, positions)
+    result = None if out is None else out.view(batch, g, positions)
+    if offset is None:
+        result = torch.bmm(maps, inputs, out=result)
+    else:
+        initial = offset.reshape(batch, g, 1).expand(batch, g, positions)
+        result = torch.baddbmm(initial, maps, inputs, out=result)
+    return result.view_as(x_grouped)
 
 
 class _StatisticsConditionedMap(torch.autograd.Function):
     """Autograd for :func:`statistics_conditioned_map` (see the module doc)."""
 
     @staticmethod
-    def forward(ctx, x_grouped: Tensor, statistics_to_map: MapBuilder,
+    def forward(ctx, x: Tensor, group_size: int, statistics_to_map: MapBuilder,
                 full_gram: bool, *params: Tensor):
+        x_grouped = grouped_view(x, group_size)
         gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
         # The small graph is recorded here and differentiated in backward.
         with torch.enable_grad(), small_graph_threads(x_grouped.device):
@@ -80,13 +114,19 @@ class _StatisticsConditionedMap(torch.autograd.Function):
             s1_leaf = s1.requires_grad_(ctx.needs_input_grad[0])
             param_leaves = [
                 p.detach().requires_grad_(needs)
-                for p, needs in zip(params, ctx.needs_input_grad[3:])
+                for p, needs in zip(params, ctx.needs_input_grad[4:])
             ]
             map_matrix, offset, extras = statistics_to_map(
                 gram_leaf, s1_leaf, *param_leaves)
-        out = apply_grouped_map(x_grouped, map_matrix.detach(),
-                                None if offset is None else offset.detach())
-        ctx.save_for_backward(x_grouped)
+        # The output is a tensor of the input's shape, not a view: in-place
+        # ops downstream (the residual addition, ReLU) on a view of a custom
+        # Function's output would make autograd copy the whole gradient.
+        out = torch.empty_like(x)
+        apply_grouped_map(x_grouped, map_matrix.detach(),
+                          None if offset is None else offset.detach(),
+                          out=grouped_view(out, group_size))
+        ctx.save_for_backward(x)
+        ctx.group_size = group_size
         ctx.small_graph = (gram_leaf, s1_leaf, param_leaves, map_matrix, offset)
         ctx.mark_non_differentiable(*extras)
         return (out, *extras)
@@ -94,7 +134,9 @@ class _StatisticsConditionedMap(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor, *unused_extra_grads):
-        (x_grouped, ) = ctx.saved_tensors
+        (x, ) = ctx.saved_tensors
+        x_grouped = grouped_view(x, ctx.group_size)
+        grad_out = grouped_view(grad_out.contiguous(), ctx.group_size)
         gram, s1, param_leaves, map_matrix, offset = ctx.small_graph
         needs_x = ctx.needs_input_grad[0]
         wanted = [gram, s1] if needs_x else []
@@ -125,7 +167,9 @@ class _StatisticsConditionedMap(torch.autograd.Function):
                            for p in param_leaves]
         elif needs_x:
             grad_x = map_matrix.detach().transpose(-1, -2) @ grad_out
-        return (grad_x, None, None, *grad_params)
+        if grad_x is not None:
+            grad_x = grad_x.view_as(x)
+        return (grad_x, None, None, None, *grad_params)
 
 
 def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
@@ -144,13 +188,15 @@ def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
 
 
 def statistics_conditioned_map(
-        x_grouped: Tensor, statistics_to_map: MapBuilder,
+        x: Tensor, group_size: int, statistics_to_map: MapBuilder,
         params: Sequence[Tensor] = (),
         full_gram: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Apply ``A(stats) @ x + c(stats)`` per image and group; see module doc.
 
     Args:
-        x_grouped: (N, G, g, P) contiguous view of the input.
+        x: (N, C, H, W), contiguous; channels are grouped ``group_size`` at
+            a time (G = C / group_size groups of g = group_size).
+        group_size: g.
         statistics_to_map: builds ``(A, c, extras)`` from ``gram`` (N,G,g,g),
             ``s1`` (N,G,g) and ``params``, with differentiable torch ops on
             small tensors. ``c`` may be None; ``extras`` are returned as they
@@ -160,16 +206,29 @@ def statistics_conditioned_map(
             of ``gram`` (it then gets a diagonal matrix).
 
     Returns:
-        ``(out (N, G, g, P), extras)``.
+        ``(out (N, C, H, W), extras)``.
     """
     needs_grad = torch.is_grad_enabled() and (
-        x_grouped.requires_grad or any(p.requires_grad for p in params))
-    if not needs_grad:
-        gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
-        with small_graph_threads(x_grouped.device):
+        x.requires_grad or any(p.requires_grad for p in params))
+    if needs_grad and not graph_capture_in_progress():
+        out, *extras = _StatisticsConditionedMap.apply(
+            x, group_size, statistics_to_map, full_gram, *params)
+        return out, tuple(extras)
+    # Plain ops: autograd (or the graph capturer) sees every step.
+    x_grouped = grouped_view(x, group_size)
+    gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
+    if graph_capture_in_progress():  # (thread counts are not capturable)
+        map_matrix, offset, extras = statistics_to_map(gram, s1, *params)
+    else:
+        with small_graph_threads(x.device):
             map_matrix, offset, extras = statistics_to_map(gram, s1, *params)
-        return apply_grouped_map(x_grouped, map_matrix, offset), extras
-    out, *extras = _StatisticsConditionedMap.apply(x_grouped,
-                                                   statistics_to_map,
-                                                   full_gram, *params)
-    return out, tuple(extras)
+    if needs_grad or graph_capture_in_progress():
+        # matmul + add: what graph capturers and FLOP counters know best.
+        out = map_matrix @ x_grouped
+        if offset is not None:
+            out = out + offset.unsqueeze(-1)
+        return out.view_as(x), extras
+    out = torch.empty_like(x)
+    apply_grouped_map(x_grouped, map_matrix, offset,
+                      out=grouped_view(out, group_size))
+    return out, extras
