@@ -3,7 +3,13 @@
 A tiny Mask R-CNN (``tiny_detector.py``) is trained for 2 iterations with
 ``tools/train.py``, resumed for 2 more with ``--resume`` and evaluated with
 ``tools/test.py``, all with PyTorch's ``weights_only=True`` ``torch.load``
-default. The shell launchers are checked with stand-ins for ``python`` and
+default. With a CE-ResNet-18 backbone, 2 iterations, a stop and a resume for
+2 more reproduce an uninterrupted 4-iteration run bit for bit (losses,
+weights, CE and BN running statistics, optimizer). Message hub checkpoints
+(empty and non-empty buffers, numpy values) load through ``torch.load`` and
+MMEngine's ``load_checkpoint``; crafted pickles (foreign classes, calls,
+``getattr`` walks, object arrays, rewritten dtypes) are still refused.
+The shell launchers are checked with stand-ins for ``python`` and
 ``srun`` that record their command lines (a real two-process run on CPU is
 in ``test_distributed_training.py``).
 """
@@ -27,7 +33,7 @@ from mmengine.logging import HistoryBuffer, MessageHub
 
 from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
                             mmdet_tool_path, run_mmdet_tool)
-from tiny_detector import write_tiny_mask_rcnn_config
+from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
 
 try:
     from numpy._core import multiarray
@@ -150,6 +156,137 @@ def test_resume_continues_the_run(tiny_run: dict) -> None:
         'state'].keys()
     assert all('momentum_buffer' in state
                for state in resumed['optimizer']['state'].values())
+
+
+# The exact-resume runs: 2 iterations, stop, resume, 2 more; 4 iterations are
+# one epoch (8 images, batch 2): the next iteration would start another one,
+# after MMEngine's 2 s pause between epochs.
+RESUME_AT = 2
+RESUME_TO = 2 * RESUME_AT
+
+# Per-iteration records of vis_data/scalars.json that are not timings.
+TIMING_KEYS = {'time', 'data_time', 'eta', 'memory'}
+
+
+def write_exact_resume_config(root: Path, data_paths: dict) -> Path:
+    """The tiny detector with CE-ResNet-18, deterministic, for resuming.
+
+    MMEngine 0.10.7 checkpoints the model, optimizer, schedulers and message
+    hub, and re-reads the skipped batches on resume, which replays the data
+    pipeline's numpy draws (``RandomFlip``); it saves no global torch RNG
+    state, from which MMDetection's ``RandomSampler`` draws the proposals
+    the RPN and R-CNN heads train on. ``PseudoSampler`` trains on all of
+    them instead, so that every random draw of a training step is replayed
+    by a resumed run. Validation is off (fewer processes to wait for).
+    """
+    write_tiny_mask_rcnn_config(root / 'tiny_mask_rcnn.py',
+                                data_paths,
+                                max_iters=RESUME_TO,
+                                checkpoint_interval=RESUME_AT)
+    no_sampling = dict(sampler=dict(_delete_=True, type='PseudoSampler'))
+    model = dict(backbone=tiny_ce_backbone('CE'),
+                 train_cfg=dict(rpn=no_sampling, rcnn=no_sampling))
+    config = root / 'tiny_ce_mask_rcnn_exact_resume.py'
+    config.write_text(
+        "_base_ = './tiny_mask_rcnn.py'\n"
+        f'model = {model!r}\n'
+        'randomness = dict(seed=0, deterministic=True)\n'
+        'val_dataloader = None\n'
+        'val_cfg = None\n'
+        'val_evaluator = None\n',
+        encoding='utf-8')
+    return config
+
+
+@pytest.fixture(scope='module')
+def exact_resume(tiny_shapes_dataset: dict,
+                 tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Train 4 iterations at once, and 2, stop, ``--resume``, 2 more."""
+    root = tmp_path_factory.mktemp('exact_resume')
+    config = write_exact_resume_config(root, tiny_shapes_dataset)
+    uninterrupted = root / 'uninterrupted'
+    run_tool([TOOLS / 'train.py', config, '--work-dir', uninterrupted],
+             cwd=root)
+    interrupted = root / 'interrupted'
+    run_tool([
+        TOOLS / 'train.py', config, '--work-dir', interrupted,
+        '--cfg-options', f'train_cfg.max_iters={RESUME_AT}'
+    ],
+             cwd=root)
+    resume_output = run_tool([
+        TOOLS / 'train.py', config, '--work-dir', interrupted, '--resume',
+        interrupted / f'iter_{RESUME_AT}.pth'
+    ],
+                             cwd=root)
+    return dict(uninterrupted=uninterrupted,
+                interrupted=interrupted,
+                resume_output=resume_output)
+
+
+def iteration_records(work_dir: Path) -> list[dict]:
+    """The training records of every run in ``work_dir``, timings removed."""
+    runs = sorted(p for p in work_dir.iterdir() if p.is_dir())
+    return [{
+        key: value
+        for key, value in record.items() if key not in TIMING_KEYS
+    } for run in runs for record in load_scalars(run) if 'iter' in record]
+
+
+def test_resume_reproduces_the_uninterrupted_losses(
+        exact_resume: dict) -> None:
+    output = exact_resume['resume_output']
+    assert f'resumed epoch: 0, iter: {RESUME_AT}' in output
+    assert f'Advance dataloader {RESUME_AT} steps' in output
+    uninterrupted = iteration_records(exact_resume['uninterrupted'])
+    interrupted = iteration_records(exact_resume['interrupted'])
+    assert [r['iter'] for r in interrupted] == list(range(1, RESUME_TO + 1))
+    assert {'loss', 'loss_rpn_cls', 'loss_cls', 'loss_mask', 'lr'
+            } <= interrupted[-1].keys()
+    # every loss of every iteration, bit for bit (JSON keeps all digits)
+    for expected, record in zip(uninterrupted, interrupted, strict=True):
+        assert record == expected
+
+
+def test_resume_reproduces_the_uninterrupted_weights(
+        exact_resume: dict) -> None:
+    name = f'iter_{RESUME_TO}.pth'
+    expected = torch.load(exact_resume['uninterrupted'] / name)
+    resumed = torch.load(exact_resume['interrupted'] / name)
+    at_stop = torch.load(exact_resume['interrupted'] /
+                         f'iter_{RESUME_AT}.pth')['state_dict']
+    state = resumed['state_dict']
+    assert state.keys() == expected['state_dict'].keys()
+    # weights and buffers: CE's running statistics, BN's, their counters
+    for key, value in state.items():
+        assert torch.equal(value, expected['state_dict'][key]), key
+    running = [key for key in state if '.running_' in key]
+    ce_running = [key for key in running if 'ce.running_' in key]
+    assert 'backbone.stem_ce.running_whitening' in ce_running
+    assert len(ce_running) == 3 * 7  # the stem's CE and 6 blocks'
+    assert len(running) > len(ce_running)  # BN running statistics
+    # ... which the resumed iterations did move
+    for key in running:
+        assert not torch.equal(state[key], at_stop[key]), key
+    # the optimizer's momenta and the schedulers
+    optimizer, expected_optimizer = (resumed['optimizer'],
+                                     expected['optimizer'])
+    assert optimizer['state'].keys() == expected_optimizer['state'].keys()
+    for index, param_state in optimizer['state'].items():
+        assert torch.equal(param_state['momentum_buffer'],
+                           expected_optimizer['state'][index]
+                           ['momentum_buffer'])
+    assert resumed['param_schedulers'] == expected['param_schedulers']
+    # the message hub's loss histories run through the resume
+    for key in ('train/loss', 'train/loss_rpn_cls', 'train/lr'):
+        for history, expected_history in zip(
+                log_history_and_counts(resumed, key),
+                log_history_and_counts(expected, key)):
+            np.testing.assert_array_equal(history, expected_history)
+
+
+def log_history_and_counts(checkpoint: dict, key: str) -> tuple:
+    """The values and counts of message-hub scalar ``key``."""
+    return checkpoint['message_hub']['log_scalars'][key].data
 
 
 def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
