@@ -24,7 +24,7 @@ from mmengine.config import Config
 from ce_mmdet.utils.cpu_distributed import (cpu_model_wrapper_options,
                                             needs_cpu_distributed,
                                             setup_cpu_distributed)
-from tiny_detector import write_tiny_mask_rcnn_config
+from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
@@ -35,14 +35,7 @@ MAX_ITERS = 3
 BATCH_SIZE = 2  # the tiny config's train batch size per process
 FALLBACK_LOG = 'ce_mmdet: no GPU, CPU/gloo fallback for --launcher pytorch'
 
-CE_BACKBONE = dict(
-    type='CEResNet',
-    depth=18,
-    init_cfg=None,
-    ce_cfg=dict(type='SyncCE', group_size=16),
-    stem_ce_cfg=dict(type='SyncCE', group_size=64),
-    norm_eval=False,
-    frozen_stages=-1)
+CE_BACKBONE = tiny_ce_backbone('SyncCE')
 
 
 def free_port() -> int:

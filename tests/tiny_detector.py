@@ -95,6 +95,27 @@ def tiny_mask_rcnn_model() -> dict:
             rcnn=dict(max_per_img=20)))
 
 
+def tiny_ce_backbone(ce_type: str = 'CE') -> dict:
+    """A CE-ResNet-18 backbone for the tiny detector, every layer training.
+
+    Replaces the base's ResNet-18 (``model=dict(backbone=...)`` merges into
+    it): CE after the stem and in the blocks of stages 1-3 as in the
+    paper's release, with ``norm_eval=False`` and no frozen stage, so that a
+    training iteration moves the CE running statistics and the BN ones.
+
+    Args:
+        ce_type: ``'CE'`` or ``'SyncCE'``.
+    """
+    return dict(
+        type='CEResNet',
+        depth=18,
+        init_cfg=None,
+        ce_cfg=dict(type=ce_type, group_size=16),
+        stem_ce_cfg=dict(type=ce_type, group_size=64),
+        norm_eval=False,
+        frozen_stages=-1)
+
+
 def _dataloader(data_root: str, ann_file: str, img_dir: str,
                 pipeline: list[dict], train: bool) -> dict:
     dataloader = dict(
