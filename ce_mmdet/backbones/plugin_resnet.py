@@ -95,3 +95,7 @@ class PluginResNet(ResNet):
         kwargs['block'] = self.block_classes.get(kwargs['block'],
                                                  kwargs['block'])
         return super().make_res_layer(**kwargs)
+
+    def train(self, mode: bool = True) -> 'PluginResNet':
+        super().train(mode)  # (MMDetection's ResNet.train returns None)
+        return self
