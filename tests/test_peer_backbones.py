@@ -337,3 +337,41 @@ def test_registered_types():
     assert PluginResNet.block_classes[BasicBlock].__name__ == \
         'PluginBasicBlock'
     assert Bottleneck not in PluginResNet.block_classes
+
+
+# -------------------------------------------------------------- benchmark
+def test_benchmark_backbone_builds_every_variant_and_runs_quick(capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = (Path(__file__).resolve().parents[1] / 'tools' / 'analysis_tools'
+            / 'benchmark_backbone.py')
+    spec = importlib.util.spec_from_file_location('benchmark_backbone', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    expected = {'plain': 'ResNet', 'ce': 'CEResNet', 'se': 'PluginResNet',
+                'ge-minus': 'PluginResNet', 'ge-plus': 'PluginResNet',
+                'deconv': 'DeconvResNet', 'proprelu': 'ProportionalReLUResNet'}
+    for kind, type_name in expected.items():
+        model = tool.build_backbone(kind, 50)
+        assert type(model).__name__ == type_name
+        assert model.frozen_stages == 1 and model.norm_eval
+    se = tool.build_backbone('se', 18)
+    assert all(hasattr(block, 'se') for layer in (se.layer1, se.layer4)
+               for block in layer)
+    ge_plus = tool.build_backbone('ge-plus', 50)
+    assert [ge_plus.layer1[0].ge.gather.gather_size,
+            ge_plus.layer4[2].ge.gather.gather_size] == [56, 7]
+
+    argv = sys.argv
+    sys.argv = ['benchmark_backbone.py', '--quick', '--no-memory', '--depth',
+                '18', '--variants', 'ce', 'ge-minus']
+    try:
+        tool.main()
+    finally:
+        sys.argv = argv
+    table = capsys.readouterr().out
+    for row in ('| eval (detection) | 1x3x64x96 | CE-ResNet |',
+                '| train (detection) | 2x3x64x64 | GE-theta-minus-ResNet |'):
+        assert row in table
