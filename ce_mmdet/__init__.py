@@ -2,7 +2,8 @@
 
 Importing the package registers its modules in MMDetection's registries (the
 CE layer, its synchronized variant, the BN+CE norm layer and the CE-ResNet
-backbones) and allow-lists the classes that MMEngine's own checkpoints carry
+backbones, and the comparison blocks: the SE and Gather-Excite plugins, the
+FastDeconv conv layer, PluginResNet, DeconvResNet and ProportionalReLUResNet) and allow-lists the classes that MMEngine's own checkpoints carry
 for ``torch.load(weights_only=True)``. Configs import it through
 ``custom_imports=dict(imports=['ce_mmdet'], allow_failed_imports=False)``.
 """

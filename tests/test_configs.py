@@ -370,13 +370,27 @@ def _with_defaults(backbone: ConfigDict) -> ConfigDict:
     return ConfigDict({**defaults, **backbone})
 
 
+IMAGENET_CHECKPOINTS = {
+    'ResNet': 'torchvision://resnet{depth}',
+    'CEResNet': 'checkpoints/ce_resnet{depth}_mmdet.pth',
+    # networks that need their own ImageNet training (no published weights)
+    'DeconvResNet': 'checkpoints/deconv_resnet{depth}_imagenet.pth',
+    'ProportionalReLUResNet': 'checkpoints/proprelu_resnet{depth}_imagenet.pth',
+}
+"""The ImageNet weights each COCO backbone type starts from."""
+
+PARAMETER_FREE_PLUGINS = {'GEThetaMinus'}
+
+
 @pytest.mark.parametrize('path', COCO_CONFIGS, ids=_config_id)
 def test_coco_backbones_are_fine_tuned_alike(path: Path) -> None:
     """Every COCO detector fine-tunes an ImageNet ResNet as MMDetection
-    does; the CE ones are the release's CE-ResNet, CE on batch statistics."""
+    does; the CE ones are the release's CE-ResNet, CE on batch statistics;
+    plugins with parameters (SE, GE) are not put in frozen stages, where
+    they would keep their random initial values."""
     cfg = Config.fromfile(str(path))
     backbone = _with_defaults(cfg.model.backbone)
-    assert backbone.type in ('ResNet', 'CEResNet')
+    assert backbone.type in IMAGENET_CHECKPOINTS
     # BN frozen as in MMDetection, pytorch-style ImageNet weights and input
     assert (backbone.frozen_stages, backbone.norm_eval) == (1, True)
     assert backbone.norm_cfg == dict(type='BN', requires_grad=True)
@@ -384,14 +398,17 @@ def test_coco_backbones_are_fine_tuned_alike(path: Path) -> None:
     preprocessor = cfg.model.data_preprocessor
     assert {key: preprocessor[key] for key in TORCHVISION_INPUT} \
         == TORCHVISION_INPUT
-    if backbone.type == 'ResNet':
-        assert backbone.init_cfg == dict(
-            type='Pretrained',
-            checkpoint=f'torchvision://resnet{backbone.depth}')
-        return
     assert backbone.init_cfg == dict(
         type='Pretrained',
-        checkpoint=f'checkpoints/ce_resnet{backbone.depth}_mmdet.pth')
+        checkpoint=IMAGENET_CHECKPOINTS[backbone.type].format(
+            depth=backbone.depth))
+    for plugin in backbone.plugins or []:
+        if plugin.cfg.type in PARAMETER_FREE_PLUGINS:
+            continue
+        stages = plugin.get('stages') or (True, ) * 4
+        assert not any(stages[:backbone.frozen_stages]), plugin
+    if backbone.type != 'CEResNet':
+        return
     # CE as in the release, on batch statistics during training
     assert tuple(backbone.stage_with_ce) == (True, True, True, False)
     assert backbone.ce_cfg.get('group_size', 16) == 16
@@ -480,3 +497,55 @@ def test_remote_checkpoints_are_left_to_mmengine(
     backbone_cfg.init_cfg.checkpoint = checkpoint
     MODELS.build(backbone_cfg).init_weights()
     assert loaded == [checkpoint]
+
+
+# ------------------------------------------------------ comparison blocks
+SHAPES_VARIANTS = {
+    # variant name (the compare command's): (backbone type, plugin types)
+    'se': ('PluginResNet', {'SE'}),
+    'ge-minus': ('PluginResNet', {'GEThetaMinus'}),
+    'ge-plus': ('PluginResNet', {'GEThetaPlus'}),
+    'deconv': ('DeconvResNet', set()),
+    'proprelu': ('ProportionalReLUResNet', set()),
+}
+
+
+def _without_backbone(cfg: Config) -> dict:
+    text = cfg.to_dict()
+    text['model'] = {k: v for k, v in text['model'].items()
+                     if k != 'backbone'}
+    return text
+
+
+@pytest.mark.parametrize('variant', sorted(SHAPES_VARIANTS))
+def test_shapes_variants_change_only_the_backbone(variant: str) -> None:
+    cfg = _load(f'shapes/mask_rcnn_{variant}_r18_fpn_shapes.py')
+    base = _load('shapes/mask_rcnn_r18_fpn_shapes.py')
+    assert _without_backbone(cfg) == _without_backbone(base)
+    backbone_type, plugin_types = SHAPES_VARIANTS[variant]
+    backbone = cfg.model.backbone
+    assert backbone.type == backbone_type
+    assert {p.cfg.type for p in backbone.get('plugins') or []} \
+        == plugin_types
+    # the rest of the backbone settings are the base's
+    for key, value in base.model.backbone.items():
+        if key != 'type':
+            assert backbone[key] == value, key
+
+
+@pytest.mark.parametrize('name,network', [
+    ('mask_rcnn_deconv_r50_fpn.py', 'DeconvResNet'),
+    ('mask_rcnn_proprelu_r50_fpn.py', 'ProportionalReLUResNet'),
+])
+def test_changed_networks_refuse_to_start_without_their_imagenet_weights(
+        name: str, network: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here
+    model = MODELS.build(_load(name).model)
+    with pytest.raises(FileNotFoundError,
+                       match=f'{network}.*own ImageNet training'):
+        model.init_weights()
+    cfg = _load(name)
+    cfg.model.backbone.init_cfg.checkpoint = 'torchvision://resnet50'
+    with pytest.raises(ValueError, match='plain ResNet'):
+        MODELS.build(cfg.model.backbone).init_weights()

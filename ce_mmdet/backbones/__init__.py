@@ -1,4 +1,15 @@
-"""CE backbones, registered in MMDetection's MODELS registry."""
+"""Backbones, registered in MMDetection's MODELS registry: CE-ResNet and the
+ResNets of the comparison blocks."""
 from .ce_resnet import CEBasicBlock, CEBottleneck, CEResNet
+from .deconv_resnet import DeconvBasicBlock, DeconvBottleneck, DeconvResNet
+from .plugin_resnet import PluginBasicBlock, PluginResNet
+from .proportional_relu_resnet import (ProportionalReLUBasicBlock,
+                                       ProportionalReLUBottleneck,
+                                       ProportionalReLUResNet)
 
-__all__ = ['CEBasicBlock', 'CEBottleneck', 'CEResNet']
+__all__ = [
+    'CEBasicBlock', 'CEBottleneck', 'CEResNet', 'DeconvBasicBlock',
+    'DeconvBottleneck', 'DeconvResNet', 'PluginBasicBlock', 'PluginResNet',
+    'ProportionalReLUBasicBlock', 'ProportionalReLUBottleneck',
+    'ProportionalReLUResNet'
+]

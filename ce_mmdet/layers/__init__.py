@@ -1,13 +1,21 @@
-"""CE layers, registered in MMDetection's and MMEngine's MODELS registries."""
+"""CE layers and the blocks CE is compared with (SE, Gather-Excite, Network
+Deconvolution), registered in MMDetection's and MMEngine's MODELS
+registries."""
 from .batch_norm_ce import BatchNormCE
 from .channel_equilibrium import (ChannelEquilibrium, InstanceReweighting,
                                   is_frozen_batch_norm, newton_whitening,
                                   resolve_group_size)
+from .gather_excite import (DepthwiseGather, GatherExcite, GETheta,
+                            GEThetaMinus, GEThetaPlus)
+from .network_deconvolution import FastDeconv, newton_schulz_isqrt
+from .squeeze_excitation import SqueezeExcitation
 from .sync_channel_equilibrium import (SyncChannelEquilibrium,
                                        convert_sync_channel_equilibrium)
 
 __all__ = [
-    'BatchNormCE', 'ChannelEquilibrium', 'InstanceReweighting',
-    'SyncChannelEquilibrium', 'convert_sync_channel_equilibrium',
-    'is_frozen_batch_norm', 'newton_whitening', 'resolve_group_size'
+    'BatchNormCE', 'ChannelEquilibrium', 'DepthwiseGather', 'FastDeconv',
+    'GETheta', 'GEThetaMinus', 'GEThetaPlus', 'GatherExcite',
+    'InstanceReweighting', 'SqueezeExcitation', 'SyncChannelEquilibrium',
+    'convert_sync_channel_equilibrium', 'is_frozen_batch_norm',
+    'newton_schulz_isqrt', 'newton_whitening', 'resolve_group_size'
 ]

@@ -1,13 +1,25 @@
-"""Time CE-ResNet against MMDetection's ResNet of the same depth, side by side.
+"""Time ResNet variants against MMDetection's ResNet of the same depth, side by side.
+
+Variants (``--variants``, default ``ce``): ``ce`` (CE-ResNet), ``se``
+(SE-ResNet), ``ge-minus`` (GE-theta-minus, global), ``ge-plus``
+(GE-theta-plus), ``deconv`` (Network Deconvolution ResNet) and ``proprelu``
+(proportional ReLU, 3:2 / 2:1). SE and GE sit after the last BN of every
+block of every stage, as in their papers (GE-theta-plus gather sizes
+56/28/14/7, the paper's at 224).
 
 Eval: forward of 1x3x800x1216 (a COCO test image). Train: forward + backward
 of 2x3x512x768, in the detection setting of the configs (BN frozen by
-``norm_eval``, ``frozen_stages=1``, CE on batch statistics) and with every
-layer training (``--full-train`` adds that row). Prints medians, the ratio
-CE-ResNet / ResNet against the targets, the extra peak memory, and FLOPs from
-MMEngine's complexity counter (CE's matmuls counted).
+``norm_eval``, ``frozen_stages=1``, CE on batch statistics; for the
+deconvolution network ``norm_eval`` freezes its statistics too) and with
+every layer training (``--full-train`` adds that row). All backbones of a
+case are timed interleaved (medians); the table gives each variant's time
+next to ResNet's, their ratio (against CE's targets for CE), the extra peak
+memory, the parameters and the FLOPs from MMEngine's complexity counter
+(CE's matmuls counted) at the eval input.
 
     python tools/analysis_tools/benchmark_backbone.py [--depth 50] [--repeats 5]
+        [--variants ce se ge-minus ge-plus deconv proprelu]
+    python tools/analysis_tools/benchmark_backbone.py --quick  # a smoke run
 """
 import argparse
 import functools
@@ -16,23 +28,53 @@ import torch
 from mmdet.registry import MODELS
 from mmengine.analysis import FlopAnalyzer
 
-import ce_mmdet  # noqa: F401  (registers CEResNet)
+import ce_mmdet  # noqa: F401  (registers CEResNet and the comparison ResNets)
 from ce_mmdet.utils.benchmark import (describe_machine, format_table,
                                       interleaved_medians, peak_memory_mib)
 
 EVAL_SHAPE, TRAIN_SHAPE = (1, 3, 800, 1216), (2, 3, 512, 768)
-EVAL_TARGET, TRAIN_TARGET = 1.10, 1.30
+QUICK_EVAL_SHAPE, QUICK_TRAIN_SHAPE = (1, 3, 64, 96), (2, 3, 64, 64)
+EVAL_TARGET, TRAIN_TARGET = 1.10, 1.30  # CE-ResNet's
 SETTINGS = {
     'detection': dict(norm_eval=True, frozen_stages=1),
     'full-train': dict(norm_eval=False, frozen_stages=-1),
 }
+VARIANT_NAMES = {
+    'plain': 'ResNet', 'ce': 'CE-ResNet', 'se': 'SE-ResNet',
+    'ge-minus': 'GE-theta-minus-ResNet', 'ge-plus': 'GE-theta-plus-ResNet',
+    'deconv': 'Deconv-ResNet', 'proprelu': 'PropReLU-ResNet',
+}
+GE_PLUS_GATHER_SIZES = (56, 28, 14, 7)
+
+
+def _after_last_bn(cfg: dict, depth: int, stage: int = None) -> dict:
+    """A plugin after the last BN of every block (of one stage if given)."""
+    plugin = dict(cfg=cfg,
+                  position='after_conv3' if depth >= 50 else 'after_conv2')
+    if stage is not None:
+        plugin['stages'] = tuple(i == stage for i in range(4))
+    return plugin
 
 
 def build_backbone(kind: str, depth: int, setting: str = 'detection'):
+    """ResNet-``depth`` with variant ``kind`` ('plain' = MMDetection's)."""
     torch.manual_seed(0)
-    cfg = dict(type='CEResNet' if kind == 'ce' else 'ResNet', depth=depth,
-               init_cfg=None, **SETTINGS[setting])
-    return MODELS.build(cfg)
+    variant = {
+        'plain': dict(type='ResNet'),
+        'ce': dict(type='CEResNet'),
+        'se': dict(type='PluginResNet', plugins=[
+            _after_last_bn(dict(type='SE', ratio=16), depth)]),
+        'ge-minus': dict(type='PluginResNet', plugins=[
+            _after_last_bn(dict(type='GEThetaMinus'), depth)]),
+        'ge-plus': dict(type='PluginResNet', plugins=[
+            _after_last_bn(dict(type='GEThetaPlus', gather_size=size), depth,
+                           stage)
+            for stage, size in enumerate(GE_PLUS_GATHER_SIZES)]),
+        'deconv': dict(type='DeconvResNet'),
+        'proprelu': dict(type='ProportionalReLUResNet'),
+    }[kind]
+    return MODELS.build(dict(variant, depth=depth, init_cfg=None,
+                             **SETTINGS[setting]))
 
 
 def eval_forward(model, x):
@@ -45,19 +87,22 @@ def train_step(model, x):
     model.zero_grad(set_to_none=True)
 
 
-def build_case(kind: str, depth: int, mode: str, setting: str = 'detection'):
+def build_case(kind: str, depth: int, mode: str, setting: str = 'detection',
+               shape: tuple = None):
     """Picklable factory for the peak-memory worker."""
     model = build_backbone(kind, depth, setting)
     model.train(mode == 'train')  # (MMDetection's ResNet.train returns None)
     if mode == 'eval':
-        return functools.partial(eval_forward, model, torch.randn(EVAL_SHAPE))
-    return functools.partial(train_step, model, torch.randn(TRAIN_SHAPE))
+        return functools.partial(eval_forward, model,
+                                 torch.randn(shape or EVAL_SHAPE))
+    return functools.partial(train_step, model,
+                             torch.randn(shape or TRAIN_SHAPE))
 
 
-def flops(kind: str, depth: int) -> float:
+def flops(kind: str, depth: int, shape: tuple = EVAL_SHAPE) -> float:
     model = build_backbone(kind, depth)
     model.eval()
-    analyzer = FlopAnalyzer(model, torch.randn(EVAL_SHAPE))
+    analyzer = FlopAnalyzer(model, torch.randn(shape))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     # Inference path: CE runs as plain matmuls the tracer counts (a custom
@@ -66,48 +111,84 @@ def flops(kind: str, depth: int) -> float:
         return analyzer.total() / 1e9
 
 
+def parameters_m(kind: str, depth: int) -> float:
+    return sum(p.numel() for p in build_backbone(kind, depth).parameters()) / 1e6
+
+
+def _shape(text: str) -> tuple:
+    return tuple(int(v) for v in text.lower().split('x'))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--depth', type=int, default=50)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--variants', nargs='+', default=['ce'],
+                        choices=[k for k in VARIANT_NAMES if k != 'plain'],
+                        help='backbones compared with ResNet (default: ce)')
     parser.add_argument('--full-train', action='store_true',
                         help='also time training with every layer training')
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--eval-shape', type=_shape, default=EVAL_SHAPE,
+                        help='NxCxHxW of the eval input (default %(default)s)')
+    parser.add_argument('--train-shape', type=_shape, default=TRAIN_SHAPE,
+                        help='NxCxHxW of the train input (default %(default)s)')
+    parser.add_argument('--quick', action='store_true',
+                        help=f'smoke run: {QUICK_EVAL_SHAPE} / '
+                        f'{QUICK_TRAIN_SHAPE} inputs, 1 repeat')
     args = parser.parse_args()
+    if args.quick:
+        args.eval_shape, args.train_shape = QUICK_EVAL_SHAPE, QUICK_TRAIN_SHAPE
+        args.repeats = 1
+    variants = list(dict.fromkeys(args.variants))
+    shapes = {'eval': args.eval_shape, 'train': args.train_shape}
 
     cases = [('eval', 'detection'), ('train', 'detection')]
     if args.full_train:
         cases.append(('train', 'full-train'))
+    params = {k: parameters_m(k, args.depth) for k in ['plain', *variants]}
+    gflops = {k: flops(k, args.depth, args.eval_shape)
+              for k in ['plain', *variants]}
     rows = []
     for mode, setting in cases:
-        plain = build_case('plain', args.depth, mode, setting)
-        ce = build_case('ce', args.depth, mode, setting)
-        plain_time, ce_time = interleaved_medians([plain, ce], args.repeats,
-                                                  warmup=1)
-        del plain, ce
-        target = EVAL_TARGET if mode == 'eval' else TRAIN_TARGET
-        shape = EVAL_SHAPE if mode == 'eval' else TRAIN_SHAPE
-        row = [f'{mode} ({setting})', 'x'.join(map(str, shape)),
-               plain_time * 1e3, ce_time * 1e3, ce_time / plain_time,
-               target, 'met' if ce_time / plain_time <= target else 'MISSED']
-        if not args.no_memory:
-            row += [peak_memory_mib(functools.partial(
-                build_case, kind, args.depth, mode, setting))
-                for kind in ('plain', 'ce')]
-        rows.append(row)
-    header = ['case', 'input', 'ResNet ms', 'CE-ResNet ms', 'ratio',
-              'target', 'status']
+        shape = shapes[mode]
+        kinds = ['plain', *variants]
+        fns = [build_case(k, args.depth, mode, setting, shape) for k in kinds]
+        times = dict(zip(kinds, interleaved_medians(fns, args.repeats,
+                                                    warmup=1)))
+        del fns
+        memory = {} if args.no_memory else {
+            k: peak_memory_mib(functools.partial(
+                build_case, k, args.depth, mode, setting, shape))
+            for k in kinds}
+        for kind in variants:
+            ratio = times[kind] / times['plain']
+            if kind == 'ce':
+                target = EVAL_TARGET if mode == 'eval' else TRAIN_TARGET
+                status = 'met' if ratio <= target else 'MISSED'
+            else:
+                target, status = '-', '-'
+            row = [f'{mode} ({setting})', 'x'.join(map(str, shape)),
+                   VARIANT_NAMES[kind], times['plain'] * 1e3,
+                   times[kind] * 1e3, ratio, target, status]
+            if not args.no_memory:
+                row += [memory['plain'], memory[kind]]
+            row += [f'{params["plain"]:.2f} / {params[kind]:.2f}',
+                    f'{gflops["plain"]:.2f} / {gflops[kind]:.2f}']
+            rows.append(row)
+    header = ['case', 'input', 'backbone', 'ResNet ms', 'backbone ms',
+              'ratio', 'target', 'status']
     if not args.no_memory:
-        header += ['ResNet peak MiB', 'CE-ResNet peak MiB']
-    print(f'CE-ResNet-{args.depth} vs ResNet-{args.depth} (MMDetection), '
-          f'medians of {args.repeats} interleaved runs ({describe_machine()})')
+        header += ['ResNet peak MiB', 'backbone peak MiB']
+    header += ['params M ResNet / backbone',
+               f'GFLOPs at {"x".join(map(str, args.eval_shape))} '
+               'ResNet / backbone']
+    print(f'ResNet-{args.depth} variants vs ResNet-{args.depth} '
+          f'(MMDetection), medians of {args.repeats} interleaved runs '
+          f'({describe_machine()}); FLOPs: MMEngine FlopAnalyzer, one '
+          'multiply-add = 1')
     print(format_table(header, rows))
-    plain_flops, ce_flops = flops('plain', args.depth), flops('ce', args.depth)
-    print(f'FLOPs at {"x".join(map(str, EVAL_SHAPE))} (MMEngine FlopAnalyzer, '
-          f'one multiply-add = 1): ResNet-{args.depth} {plain_flops:.1f} G, '
-          f'CE-ResNet-{args.depth} {ce_flops:.1f} G '
-          f'(+{100 * (ce_flops / plain_flops - 1):.1f}%)')
 
 
 if __name__ == '__main__':
