@@ -134,7 +134,7 @@ def load_checked_checkpoint(model: nn.Module, checkpoint: str,
             'config, a plain ResNet checkpoint a ResNet one).')
     others = [k for k in expected if not k.startswith(prefix)
               and k not in state]
-    if others:
+    if others and kind == 'detector':
         warnings.warn(
             f'{checkpoint}: {len(others)} weights outside the backbone are '
             'not in the checkpoint (only the backbone is analysed).')

@@ -153,7 +153,8 @@ def _percent(value: Optional[float]) -> str:
 def _difference(ours: Optional[float], baseline: Optional[float]) -> str:
     if ours is None or ours < 0 or baseline is None:
         return '–'
-    return f'{100 * ours - baseline:+.1f}'
+    difference = round(round(100 * ours, 1) - baseline, 1)
+    return f'{difference + 0.0:+.1f}'  # + 0.0: no "-0.0"
 
 
 def table3_markdown(results: list[RunResult],
