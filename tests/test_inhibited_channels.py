@@ -161,8 +161,12 @@ def test_inhibited_share_threshold_is_relative_to_the_layer_mean():
 
 # ----------------------------------------------------- ResNet structure
 def test_resnet_calls_and_feeding_norms():
-    analysis = analyze_backbone(build_resnet('ResNet'), images(1, 32), 0.1)
+    analysis = analyze_backbone(build_resnet('ResNet', frozen_stages=1),
+                                images(1, 32), 0.1)
     results = {r.key: r for r in analysis.activations}
+    norms = {n.name: n for n in analysis.norm_layers}
+    assert not norms['bn1'].trainable and not norms['layer1.1.bn2'].trainable
+    assert norms['layer2.0.bn1'].trainable
     # stem + 8 BasicBlocks x 2 calls of their one relu
     assert len(results) == 17
     assert results['layer2.0.relu#1'].fed_by == [

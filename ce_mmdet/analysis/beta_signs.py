@@ -1,5 +1,9 @@
 """The paper's Table 4 measure: the share of norm channels with beta_c <= 0.
 
+``beta_c = 0`` counts (``<=``), so BN layers that never trained (biases
+initialised at 0, e.g. in ``frozen_stages`` without pretrained weights) read
+100%: :attr:`NormLayerBeta.trainable` tells them apart.
+
 After BN, channel ``c`` is ``gamma_c * x_hat + beta_c`` with ``x_hat``
 standardised; a ReLU after it passes less than half of the positions when
 ``beta_c <= 0`` (``gamma_c > 0``), and almost none when ``beta_c`` is far
@@ -28,6 +32,8 @@ class NormLayerBeta:
         share: ``nonpositive / channels``.
         feeds_activation: whether it feeds an activation (see
             :mod:`ce_mmdet.analysis.model_structure`).
+        trainable: whether beta trains (False in a frozen stage: an
+            untrained beta of exactly 0 counts as <= 0).
     """
     name: str
     type: str
@@ -36,6 +42,7 @@ class NormLayerBeta:
     nonpositive: int
     share: float
     feeds_activation: bool
+    trainable: bool = True
 
 
 def norm_layer_betas(backbone: nn.Module,
@@ -59,7 +66,8 @@ def norm_layer_betas(backbone: nn.Module,
                           stage=stage_of(name, stages),
                           channels=beta.numel(), nonpositive=nonpositive,
                           share=nonpositive / max(beta.numel(), 1),
-                          feeds_activation=name in feeding))
+                          feeds_activation=name in feeding,
+                          trainable=bool(bias.requires_grad)))
     return layers
 
 

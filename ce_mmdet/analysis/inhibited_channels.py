@@ -186,12 +186,14 @@ def layer_table(analysis: ModelAnalysis) -> str:
     """Per-layer detail of one model as Markdown: norm layers, activation
     calls and CE layers."""
     lines = [f'### {analysis.name}: norm layers', '',
-             '| norm layer | type | C | beta<=0 | feeds an activation |',
-             '|---|---|---|---|---|']
+             '| norm layer | type | C | beta<=0 | feeds an activation | '
+             'beta trains |',
+             '|---|---|---|---|---|---|']
     for n in analysis.norm_layers:
         lines.append(f'| {n.name} | {n.type} | {n.channels} | '
                      f'{format_percent(n.share)} | '
-                     f'{"yes" if n.feeds_activation else "no"} |')
+                     f'{"yes" if n.feeds_activation else "no"} | '
+                     f'{"yes" if n.trainable else "no (frozen)"} |')
     lines += ['', f'### {analysis.name}: activation calls '
               f'(tau={analysis.tau:g}, {analysis.images} images)', '',
               '| activation call | block | trunk | C | inhibited | fed by |',
