@@ -179,6 +179,25 @@ def summary_table(analyses: list[ModelAnalysis]) -> str:
             for s in stages
         ] + [f'{sum(gates) / len(gates):.3f}' if gates else '-']
         lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines) + '\n\n' + beta_by_stage_table(analyses)
+
+
+def beta_by_stage_table(analyses: list[ModelAnalysis]) -> str:
+    """Markdown: per model and stage, the share of beta <= 0 of the norm
+    layers feeding an activation / of all norm layers."""
+    stages: list[str] = []
+    for analysis in analyses:
+        for stage in analysis.beta_nonpositive['by_stage']:
+            if stage not in stages:
+                stages.append(stage)
+    lines = ['| beta<=0 by stage (feeding / all) | ' + ' | '.join(stages)
+             + ' |', '|---|' + '---|' * len(stages)]
+    for analysis in analyses:
+        feeding = analysis.beta_nonpositive_feeding['by_stage']
+        every = analysis.beta_nonpositive['by_stage']
+        cells = [f'{format_percent(feeding.get(s))} / '
+                 f'{format_percent(every.get(s))}' for s in stages]
+        lines.append(f'| {analysis.name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
