@@ -18,6 +18,15 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"  # the configs' data_root (data/shapes/) is relative to the checkout
 
+# `compare [VARIANT ...] [options]`: train, evaluate and analyse several
+# blocks one after another (see tools/analysis_tools/compare_blocks.py -h).
+if [[ ${1:-} == compare ]]; then
+  shift
+  bash tools/setup_env.sh
+  exec "${CE_MMDET_VENV:-$repo/.venv}/bin/python" \
+    tools/analysis_tools/compare_blocks.py "$@"
+fi
+
 model=${1:-${MODEL:-ce}}
 case $model in
   ce) config=configs/shapes/mask_rcnn_ce_r18_fpn_shapes.py ;;

@@ -1,0 +1,109 @@
+"""Tests of collect_results.py on fabricated MMEngine work dirs, and of the
+baselines parsed from configs/README.md."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ce_mmdet.analysis.baselines import (Baseline, load_baselines,
+                                         parse_baselines)
+from ce_mmdet.analysis.results_collector import (NoResultsError, collect_run,
+                                                 table3_markdown)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+METRICS = {'coco/bbox_mAP': 0.401, 'coco/bbox_mAP_50': 0.612,
+           'coco/bbox_mAP_75': 0.437, 'coco/bbox_mAP_s': 0.2,
+           'coco/segm_mAP': 0.362, 'coco/segm_mAP_50': 0.58,
+           'coco/segm_mAP_75': 0.385}
+
+
+def fabricate_work_dir(root: Path, config: str) -> Path:
+    """A training run with a validation at the end (scalars.json), then a
+    newer tools/test.py run (<timestamp>.json) with other numbers, then an
+    even newer run that stopped before evaluating."""
+    work_dir = root / config
+    train_run = work_dir / '20240101_120000' / 'vis_data'
+    train_run.mkdir(parents=True)
+    (work_dir / f'{config}.py').write_text('# dumped config\n')
+    lines = [dict(loss=1.2, time=0.5, step=10),
+             dict(**{k: v - 0.1 for k, v in METRICS.items()}, step=20),
+             dict(loss=0.8, time=0.5, step=30)]
+    (train_run / 'scalars.json').write_text(
+        '\n'.join(json.dumps(line) for line in lines) + '\n{"cut')
+    test_run = work_dir / 'test' / '20240102_080000'
+    test_run.mkdir(parents=True)
+    (test_run / '20240102_080000.json').write_text(json.dumps(METRICS))
+    (work_dir / '20240103_090000' / 'vis_data').mkdir(parents=True)
+    return work_dir
+
+
+def test_newest_evaluated_run_wins_and_table3_has_the_difference(tmp_path):
+    work_dir = fabricate_work_dir(tmp_path, 'mask_rcnn_ce_r50_fpn')
+    result = collect_run(str(work_dir))
+    assert result.name == 'mask_rcnn_ce_r50_fpn'
+    assert result.source.endswith('20240102_080000.json')
+    assert result.metrics['coco/bbox_mAP'] == 0.401
+    table = table3_markdown(
+        [result], {'mask_rcnn_ce_r50_fpn': Baseline(38.2, 34.7, '(R-50)')})
+    row = table.splitlines()[2]
+    assert row == ('| mask_rcnn_ce_r50_fpn | 40.1 | 61.2 | 43.7 | 36.2 | '
+                   '58.0 | 38.5 | 38.2 / 34.7 (R-50) | +1.9 / +1.5 |')
+
+
+def test_scalars_and_log_are_read_when_there_is_no_test_json(tmp_path):
+    work_dir = fabricate_work_dir(tmp_path, 'a')
+    (work_dir / 'test' / '20240102_080000' / '20240102_080000.json').unlink()
+    result = collect_run(str(work_dir))
+    assert result.source.endswith('scalars.json')
+    assert result.metrics['coco/segm_mAP'] == pytest.approx(0.262)
+
+    log_run = tmp_path / 'b' / '20240105_000000'
+    log_run.mkdir(parents=True)
+    (log_run / '20240105_000000.log').write_text(
+        '... Iter(test) [500/500]    coco/bbox_mAP: 0.3820  coco/bbox_mAP_50:'
+        ' 0.5880  coco/bbox_mAP_75: 0.4140  coco/segm_mAP: 0.3470  '
+        'data_time: 0.0100\n')
+    result = collect_run(str(tmp_path / 'b'), name='mask_rcnn_r50_fpn')
+    assert result.metrics == {'coco/bbox_mAP': 0.382,
+                              'coco/bbox_mAP_50': 0.588,
+                              'coco/bbox_mAP_75': 0.414,
+                              'coco/segm_mAP': 0.347}
+    row = table3_markdown([result], load_baselines()).splitlines()[2]
+    assert row.endswith('| 38.2 / 34.7 | +0.0 / +0.0 |')
+    assert '| 38.2 | 58.8 | 41.4 | 34.7 | – | – |' in row
+
+
+def test_work_dir_without_results_is_a_clear_error(tmp_path):
+    (tmp_path / 'empty' / '20240101_000000').mkdir(parents=True)
+    with pytest.raises(NoResultsError, match='tools/test.py'):
+        collect_run(str(tmp_path / 'empty'))
+    with pytest.raises(FileNotFoundError):
+        collect_run(str(tmp_path / 'missing'))
+
+
+def test_baselines_come_from_the_configs_readme():
+    baselines = load_baselines()
+    assert baselines['mask_rcnn_r50_fpn'] == Baseline(38.2, 34.7, '')
+    assert baselines['mask_rcnn_ce_r101_fpn'].box == 40.0
+    assert baselines['retinanet_ce_r50_fpn'] == Baseline(36.5, None, '')
+    markdown = ('| config | MMDetection (BN) box / mask | ours |\n|---|---|---|\n'
+                '| [x.py](x.py) | 1.5 / – (note) | 2 / 3 |\n\n'
+                '| [y.py](y.py) | 9 / 9 |\n')
+    assert parse_baselines(markdown) == {'x': Baseline(1.5, None, '(note)')}
+
+
+def test_command_line_prints_the_table(tmp_path):
+    work_dir = fabricate_work_dir(tmp_path, 'mask_rcnn_ce_r50_fpn')
+    out = tmp_path / 'table.md'
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools/analysis_tools/'
+                             'collect_results.py'), str(work_dir),
+         '--out', str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '| mask_rcnn_ce_r50_fpn | 40.1 |' in result.stdout
+    assert out.read_text().startswith('| config | box AP |')
