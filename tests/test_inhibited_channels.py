@@ -219,12 +219,16 @@ class CEAfterNorm(nn.Module):
         self.fold = fold
 
     def forward(self, x):
+        if self.fold == 'shifted':  # as CE-ResNet: running mean in the conv
+            shifted = x - self.norm.running_mean.view(1, -1, 1, 1)
+            return self.ce(shifted, preceding_norm=self.norm,
+                           input_is_shifted=True)
         if self.fold:
             return self.ce(x, preceding_norm=self.norm)
         return self.ce(self.norm(x))
 
 
-@pytest.mark.parametrize('fold', [False, True])
+@pytest.mark.parametrize('fold', [False, True, 'shifted'])
 def test_ir_weights_are_those_ce_applies(fold):
     """With lam ~ 0, CE in eval is x * a / running_scale: the recorder's
     ``a`` must be the factor CE applied, whether CE got the BN's output or

@@ -115,6 +115,9 @@ class CEStatisticsRecorder:
                                args[1] if len(args) > 1 else None)
         with torch.no_grad():
             if preceding is not None:
+                if kwargs.get('input_is_shifted', False):
+                    # CE-ResNet subtracts the BN's running mean in the conv
+                    x = x + preceding.running_mean.view(1, -1, 1, 1)
                 # forward(), not __call__: no hooks fire for this recomputation
                 x = preceding.forward(x)
             self._weights[name].append(instance_reweighting_weights(ce, x))

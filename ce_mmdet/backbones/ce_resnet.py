@@ -34,7 +34,7 @@ def conv_norm_ce(conv: nn.Module, norm: nn.Module,
     if is_frozen_batch_norm(norm) and _can_shift_as_bias(conv):
         shift = norm.running_mean.to(conv.weight.dtype)
         shifted = conv._conv_forward(x, conv.weight, -shift)
-        return ce.forward_folded(shifted, norm, input_is_shifted=True)
+        return ce(shifted, preceding_norm=norm, input_is_shifted=True)
     return ce(conv(x), preceding_norm=norm)
 
 

@@ -57,7 +57,7 @@ def newton_whitening(sigma: Tensor, num_iterations: int) -> Tensor:
     eye = torch.eye(sigma.shape[-1], dtype=sigma.dtype, device=sigma.device)
     p = eye.expand_as(sigma)
     for _ in range(num_iterations):
-        p = 1.5 * p - 0.5 * torch.linalg.matrix_power(p, 3) @ sigma_n
+        p = 1.5 * p - 0.5 * (p @ p) @ (p @ sigma_n)
     return p
 
 
@@ -177,7 +177,8 @@ class ChannelEquilibrium(nn.Module):
 
     # ------------------------------------------------------------------ API
     def forward(self, x: Tensor,
-                preceding_norm: Optional[nn.Module] = None) -> Tensor:
+                preceding_norm: Optional[nn.Module] = None,
+                input_is_shifted: bool = False) -> Tensor:
         """CE(x), or CE(preceding_norm(x)) with the norm folded in when frozen.
 
         Args:
@@ -185,12 +186,20 @@ class ChannelEquilibrium(nn.Module):
             preceding_norm: a norm layer applied before CE. A plain BN in
                 eval mode is folded into CE's map (one pass for both); any
                 other norm is applied first, as usual.
+            input_is_shifted: ``x`` is the frozen ``preceding_norm``'s input
+                minus its running mean (see :meth:`forward_folded`).
         """
         if preceding_norm is not None and not is_frozen_batch_norm(
                 preceding_norm):
+            if input_is_shifted:
+                raise ValueError(
+                    f'{self.layer_name}: input_is_shifted=True needs a frozen '
+                    'BatchNorm2d as preceding_norm (its running mean is the '
+                    f'shift), got {type(preceding_norm).__name__} in '
+                    f'{"training" if preceding_norm.training else "eval"} mode')
             x = preceding_norm(x)
             preceding_norm = None
-        return self.forward_folded(x, preceding_norm)
+        return self.forward_folded(x, preceding_norm, input_is_shifted)
 
     def forward_folded(self, x: Tensor,
                        frozen_norm: Optional[_BatchNorm] = None,
@@ -232,9 +241,9 @@ class ChannelEquilibrium(nn.Module):
         return out.to(x.dtype)
 
     # ------------------------------------------------------------ internals
-    def _reduce_batch_statistics(self, flat: Tensor) -> Tensor:
-        """Hook for SyncCE: sum of ``flat`` over the process group."""
-        return flat
+    def _reduce_batch_statistics(self, sums: list[Tensor]) -> list[Tensor]:
+        """Hook for SyncCE: each of ``sums`` summed over the process group."""
+        return sums
 
     def _forward(self, x: Tensor, norm: Optional[_BatchNorm],
                  input_is_shifted: bool) -> Tensor:
@@ -309,16 +318,11 @@ class ChannelEquilibrium(nn.Module):
         """
         n = gram.shape[0]
         g = self.group_size
-        flat = torch.cat([
-            gram.sum(0).flatten(), s1.sum(0).flatten(),
-            per_image_var.sum().view(1),
-            gram.new_tensor([n * num_positions, per_image_var.numel()])
+        sum_sq, sum_x, sum_var, count, count_var = self._reduce_batch_statistics([
+            gram.sum(0), s1.sum(0), per_image_var.sum(),
+            gram.new_tensor(float(n * num_positions)),
+            gram.new_tensor(float(per_image_var.numel()))
         ])
-        flat = self._reduce_batch_statistics(flat)
-        num_sq = self.num_groups * g * g
-        sum_sq = flat[:num_sq].view(self.num_groups, g, g)
-        sum_x = flat[num_sq:num_sq + self.in_channels].view(self.num_groups, g)
-        sum_var, count, count_var = flat[num_sq + self.in_channels:]
         mean = sum_x / count
         covariance = sum_sq / count - mean.unsqueeze(-1) * mean.unsqueeze(-2)
         if affine_scale is not None:

@@ -187,6 +187,19 @@ def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
     return grad_x.view_as(x_grouped)
 
 
+@torch.compiler.disable
+def _small_graph_outside_inductor(statistics_to_map: MapBuilder, *args):
+    """``statistics_to_map(*args)`` run eagerly under ``torch.compile``.
+
+    Inductor (torch 2.13, CPU) miscompiles the backward of this small graph
+    in some networks (CE-ResNet's stem: a buffer is read after its reuse,
+    ``UnboundLocalError: ... 'bufN'``), and ops on g x g matrices gain
+    nothing from compiling anyway. Costs a graph break per CE layer in
+    training; inference and export keep one graph.
+    """
+    return statistics_to_map(*args)
+
+
 def statistics_conditioned_map(
         x: Tensor, group_size: int, statistics_to_map: MapBuilder,
         params: Sequence[Tensor] = (),
@@ -217,7 +230,10 @@ def statistics_conditioned_map(
     # Plain ops: autograd (or the graph capturer) sees every step.
     x_grouped = grouped_view(x, group_size)
     gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
-    if graph_capture_in_progress():  # (thread counts are not capturable)
+    if needs_grad and torch.compiler.is_compiling():
+        map_matrix, offset, extras = _small_graph_outside_inductor(
+            statistics_to_map, gram, s1, *params)
+    elif graph_capture_in_progress():  # (thread counts are not capturable)
         map_matrix, offset, extras = statistics_to_map(gram, s1, *params)
     else:
         with small_graph_threads(x.device):

@@ -1,6 +1,7 @@
 """SyncCE: Channel Equilibrium with batch statistics shared across GPUs."""
 from typing import Optional
 
+import torch
 import torch.distributed as dist
 from mmdet.registry import MODELS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -31,13 +32,16 @@ class SyncChannelEquilibrium(ChannelEquilibrium):
         super().__init__(in_channels, **kwargs)
         self.process_group = process_group
 
-    def _reduce_batch_statistics(self, flat: Tensor) -> Tensor:
+    def _reduce_batch_statistics(self, sums: list[Tensor]) -> list[Tensor]:
         if not (dist.is_available() and dist.is_initialized()):
-            return flat
+            return sums
         group = self.process_group or dist.group.WORLD
         if dist.get_world_size(group) == 1:
-            return flat
-        return all_reduce(flat, group=group)
+            return sums
+        # One differentiable all-reduce for all of them.
+        flat = all_reduce(torch.cat([t.flatten() for t in sums]), group=group)
+        return [part.view_as(t) for part, t in zip(
+            flat.split([t.numel() for t in sums]), sums)]
 
 
 def convert_sync_channel_equilibrium(
