@@ -7,6 +7,6 @@ FastDeconv conv layer, PluginResNet, DeconvResNet and ProportionalReLUResNet) an
 for ``torch.load(weights_only=True)``. Configs import it through
 ``custom_imports=dict(imports=['ce_mmdet'], allow_failed_imports=False)``.
 """
-from . import backbones, converters, datasets, layers, utils  # noqa: F401
+from . import backbones, converters, datasets, engine, layers, utils  # noqa: F401
 
 __version__ = '0.1.0'

@@ -2,6 +2,19 @@
 import pytest
 
 TINY_SHAPES_NUM_TRAIN = 8
+
+
+@pytest.fixture(scope='module')
+def single_thread():
+    """Run a module's many tiny tensor ops on one intra-op thread (a shared
+    machine's thread pool stalls on them); use with
+    ``pytestmark = pytest.mark.usefixtures('single_thread')``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 TINY_SHAPES_NUM_VAL = 4
 TINY_SHAPES_IMAGE_SIZE = (96, 96)
 

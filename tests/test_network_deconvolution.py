@@ -15,12 +15,7 @@ import ce_mmdet  # noqa: F401  (registers FastDeconv)
 from ce_mmdet.layers import FastDeconv, newton_schulz_isqrt
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 # ------------------------------------------------------------- reference

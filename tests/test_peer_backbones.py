@@ -18,12 +18,7 @@ from ce_mmdet.layers import (ChannelEquilibrium, FastDeconv, GEThetaPlus,
 SE_AFTER_CONV2 = [dict(cfg=dict(type='SE', ratio=16), position='after_conv2')]
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def build(**cfg):

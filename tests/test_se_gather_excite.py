@@ -14,12 +14,7 @@ from ce_mmdet.layers import (GETheta, GEThetaMinus, GEThetaPlus,
 EPS = 1e-5
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 # ------------------------------------------------------------ references

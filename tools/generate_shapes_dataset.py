@@ -1,9 +1,9 @@
 """Write the synthetic shapes set (COCO instance segmentation) to disk.
 
-Example::
+Example (the defaults are the embedded default that tools/run_demo.sh
+trains on: 1000 train / 100 val images of 192x192, seed 0)::
 
-    python tools/generate_shapes_dataset.py --out-dir data/shapes \
-        --num-train 400 --num-val 100 --image-size 320 320 --seed 0
+    python tools/generate_shapes_dataset.py --out-dir data/shapes
 
 Configs then read ``data/shapes/annotations/instances_{train,val}.json`` with
 images under ``data/shapes/{train,val}/`` and
@@ -14,6 +14,7 @@ import json
 
 from mmengine.logging import MMLogger
 
+from ce_mmdet.datasets import EMBEDDED_DEFAULT_SET as DEFAULT
 from ce_mmdet.datasets import generate_shapes_dataset
 
 
@@ -25,20 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
         '--out-dir', default='data/shapes',
         help='root folder of the set (default: %(default)s)')
     parser.add_argument(
-        '--num-train', type=int, default=400,
+        '--num-train', type=int, default=DEFAULT['num_train'],
         help='number of training images (default: %(default)s)')
     parser.add_argument(
-        '--num-val', type=int, default=100,
+        '--num-val', type=int, default=DEFAULT['num_val'],
         help='number of validation images (default: %(default)s)')
     parser.add_argument(
-        '--image-size', type=int, nargs=2, default=(320, 320),
-        metavar=('H', 'W'), help='image height and width (default: 320 320)')
+        '--image-size', type=int, nargs=2, default=DEFAULT['image_size'],
+        metavar=('H', 'W'),
+        help='image height and width (default: %d %d)' % DEFAULT['image_size'])
     parser.add_argument(
-        '--seed', type=int, default=0,
+        '--seed', type=int, default=DEFAULT['seed'],
         help='seed; equal arguments give byte-identical files '
         '(default: %(default)s)')
     parser.add_argument(
-        '--objects-per-image', type=int, nargs=2, default=(2, 6),
+        '--objects-per-image', type=int, nargs=2,
+        default=DEFAULT['objects_per_image'],
         metavar=('MIN', 'MAX'),
         help='objects drawn per image before occlusion drops the hidden ones '
         '(default: 2 6)')

@@ -45,7 +45,7 @@ SHAPES_CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'shapes')
 PLAIN_VARIANT = 'plain'
 DEFAULT_VARIANTS = ('ce', 'plain')
 
-ASSUMED_SECONDS_PER_ITER = 0.8
+ASSUMED_SECONDS_PER_ITER = 0.5
 """Up-front guess of one training iteration of the shapes configs on 2 CPU
 cores (the plain config measured about 0.65 s, CE a little more), used for
 the first estimate until a variant has run; later estimates use the measured
@@ -55,10 +55,6 @@ ASSUMED_OVERHEAD_SECONDS = 90
 evaluation by tools/test.py (and the validation at the end of training),
 the analysis."""
 
-SHAPES_DEMO_SET = dict(num_train=1000, num_val=100, image_size=(192, 192),
-                       objects_per_image=(2, 6), seed=0)
-"""The shapes set as ``tools/run_demo.sh`` generates it (its arguments to
-``tools/generate_shapes_dataset.py``); generated here when missing."""
 
 
 class UnknownVariantError(ValueError):
@@ -334,9 +330,10 @@ def plot_summary(results: list[VariantResult], path: str) -> str:
 
 def ensure_shapes_data(configs: dict[str, str], say: Callable[[str], None],
                        options: Optional[dict] = None) -> None:
-    """Generate the shapes set (:data:`SHAPES_DEMO_SET`) at the configs'
-    ``data_root`` when its annotation files are missing."""
-    from ce_mmdet.datasets import generate_shapes_dataset
+    """Generate the embedded default set (``EMBEDDED_DEFAULT_SET``) at the
+    configs' ``data_root`` when its annotation files are missing."""
+    from ce_mmdet.datasets import (EMBEDDED_DEFAULT_SET,
+                                   generate_shapes_dataset)
 
     for config in configs.values():
         cfg = Config.fromfile(config)
@@ -351,7 +348,8 @@ def ensure_shapes_data(configs: dict[str, str], say: Callable[[str], None],
             continue
         out = root if osp.isabs(root) else osp.join(REPO_ROOT, root)
         say(f'generating the synthetic shapes set into {out}')
-        generate_shapes_dataset(out, show_progress=False, **SHAPES_DEMO_SET)
+        generate_shapes_dataset(out, show_progress=False,
+                                **EMBEDDED_DEFAULT_SET)
 
 
 def compare_variants(configs: dict[str, str], settings: CompareSettings,

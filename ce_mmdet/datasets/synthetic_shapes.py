@@ -44,7 +44,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 __all__ = [
-    'SHAPES_CLASSES', 'SHAPES_METAINFO', 'generate_shapes_dataset'
+    'EMBEDDED_DEFAULT_SET', 'SHAPES_CLASSES', 'SHAPES_METAINFO',
+    'generate_shapes_dataset'
 ]
 
 SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star')
@@ -54,6 +55,12 @@ SHAPES_METAINFO = dict(
     classes=SHAPES_CLASSES,
     palette=[(220, 20, 60), (0, 128, 255), (0, 200, 80), (255, 190, 0)])
 """``metainfo`` for ``CocoDataset``: the classes plus a fixed drawing palette."""
+
+EMBEDDED_DEFAULT_SET = dict(num_train=1000, num_val=100, image_size=(192, 192),
+                            objects_per_image=(2, 6), seed=0)
+"""The embedded default: the set ``tools/run_demo.sh`` and the comparison
+command train on (the configs in ``configs/shapes/`` are sized for it), and
+the defaults of ``tools/generate_shapes_dataset.py``."""
 
 SPLITS = ('train', 'val')
 MIN_IMAGE_SIDE = 32  # MMDetection's default ``filter_cfg`` drops smaller images

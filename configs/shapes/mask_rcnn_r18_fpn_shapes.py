@@ -135,3 +135,6 @@ default_hooks = dict(
 log_processor = dict(window_size=10, by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+# One line early in the log with the measured speed and the expected end
+# (evaluation and drawing take about a minute more in tools/run_demo.sh).
+custom_hooks = [dict(type='TrainingDurationHook', extra_seconds=60)]
