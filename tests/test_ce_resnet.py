@@ -256,3 +256,20 @@ def test_frozen_bn_shift_in_conv_keeps_hooks_and_results():
     assert seen == [(2, 256, 16, 16)]
     for a, b in zip(fused, hooked):
         torch.testing.assert_close(a, b)
+
+
+def test_ce_and_se_in_basic_blocks():
+    """CE-ResNet-18 takes BasicBlock plugins: SE after CE, before the addition."""
+    model = build(depth=18, plugins=[dict(cfg=dict(type='SE'),
+                                          position='after_conv2')])
+    block = model.layer1[0]
+    assert block.ce is not None and block.after_conv2_plugin_names
+    plain = build(depth=18)
+    assert set(plain.state_dict()) < set(model.state_dict())  # CE keys kept
+    order = []
+    for name in ('ce', block.after_conv2_plugin_names[0]):
+        getattr(block, name).register_forward_hook(
+            lambda m, i, o, name=name: order.append(name))
+    outs = model.train()(torch.randn(2, 3, 64, 64))
+    assert order == ['ce', block.after_conv2_plugin_names[0]]
+    assert all(torch.isfinite(o).all() for o in outs)

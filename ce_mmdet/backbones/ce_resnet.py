@@ -9,12 +9,12 @@ from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import Tensor, nn
-from torch.utils import checkpoint as cp
-
 from torch.nn.modules import module as module_hooks
 
 from ce_mmdet.layers import ChannelEquilibrium, is_frozen_batch_norm
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
+
+from .plugin_resnet import PluginBasicBlock, residual_forward
 
 
 def conv_norm_ce(conv: nn.Module, norm: nn.Module,
@@ -47,23 +47,15 @@ def _can_shift_as_bias(conv: nn.Module) -> bool:
             and not any(hooks) and not graph_capture_in_progress())
 
 
-def _residual_forward(block: nn.Module, inner_forward, x: Tensor) -> Tensor:
-    """``relu(inner_forward(x))``, checkpointed when ``block.with_cp``."""
-    if block.with_cp and x.requires_grad:
-        out = cp.checkpoint(inner_forward, x, use_reentrant=False)
-    else:
-        out = inner_forward(x)
-    return block.relu(out)
-
-
 def _build_ce(ce_cfg: Optional[dict], channels: int) -> Optional[nn.Module]:
     if ce_cfg is None:
         return None
     return MODELS.build({**ce_cfg, 'in_channels': channels})
 
 
-class CEBasicBlock(BasicBlock):
-    """MMDetection's BasicBlock with CE after ``bn2``, before the addition."""
+class CEBasicBlock(PluginBasicBlock):
+    """MMDetection's BasicBlock with CE after ``bn2``, before any
+    ``after_conv2`` plugin (e.g. SE) and the residual addition."""
 
     def __init__(self, *args, ce_cfg: Optional[dict] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -73,12 +65,14 @@ class CEBasicBlock(BasicBlock):
 
         def _inner_forward(x):
             out = self.relu(self.norm1(self.conv1(x)))
+            out = self.forward_plugin(out, self.after_conv1_plugin_names)
             out = conv_norm_ce(self.conv2, self.norm2, self.ce, out)
+            out = self.forward_plugin(out, self.after_conv2_plugin_names)
             identity = x if self.downsample is None else self.downsample(x)
             out += identity  # in place, as MMDetection's blocks
             return out
 
-        return _residual_forward(self, _inner_forward, x)
+        return residual_forward(self, _inner_forward, x)
 
 
 class CEBottleneck(Bottleneck):
@@ -105,7 +99,7 @@ class CEBottleneck(Bottleneck):
             out += identity  # in place, as MMDetection's blocks
             return out
 
-        return _residual_forward(self, _inner_forward, x)
+        return residual_forward(self, _inner_forward, x)
 
 
 _CE_BLOCKS = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
