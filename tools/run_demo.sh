@@ -59,7 +59,9 @@ else
 fi
 
 say "training $config into $work_dir"
-"$py" tools/train.py "$config" --work-dir "$work_dir"
+# (No validation inside the training: step 4 evaluates the final checkpoint.)
+"$py" tools/train.py "$config" --work-dir "$work_dir" \
+  --cfg-options train_cfg.val_begin=1000000
 checkpoint=$(cat "$work_dir/last_checkpoint")
 # The newest run folder of train.py (<timestamp>/ with its logs).
 train_run=$(ls -td "$work_dir"/[0-9]*_[0-9]*/ | head -n1)

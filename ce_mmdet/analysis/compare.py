@@ -45,6 +45,9 @@ SHAPES_CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'shapes')
 PLAIN_VARIANT = 'plain'
 DEFAULT_VARIANTS = ('ce', 'plain')
 
+NO_VALIDATION = 1_000_000
+"""``train_cfg.val_begin`` that skips validation during training."""
+
 ASSUMED_SECONDS_PER_ITER = 0.5
 """Up-front guess of one training iteration of the shapes configs on 2 CPU
 cores (the plain config measured about 0.65 s, CE a little more), used for
@@ -228,7 +231,9 @@ def run_variant(variant: str, config: str, settings: CompareSettings,
     start = time.monotonic()
     work_dir = osp.join(settings.out_dir, variant)
     options = settings.options()
-    extra = cfg_options_args(options)
+    # The final checkpoint is evaluated with tools/test.py below: no
+    # validation inside the training to repeat it.
+    extra = cfg_options_args({'train_cfg.val_begin': NO_VALIDATION, **options})
     train_log = osp.join(work_dir, 'train_output.log')
     say(f'{variant}: training {osp.relpath(config, REPO_ROOT)} (output: '
         f'{train_log})')
