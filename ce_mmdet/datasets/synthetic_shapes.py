@@ -56,7 +56,7 @@ SHAPES_METAINFO = dict(
     palette=[(220, 20, 60), (0, 128, 255), (0, 200, 80), (255, 190, 0)])
 """``metainfo`` for ``CocoDataset``: the classes plus a fixed drawing palette."""
 
-EMBEDDED_DEFAULT_SET = dict(num_train=1000, num_val=100, image_size=(192, 192),
+EMBEDDED_DEFAULT_SET = dict(num_train=1000, num_val=100, image_size=(160, 160),
                             objects_per_image=(2, 6), seed=0)
 """The embedded default: the set ``tools/run_demo.sh`` and the comparison
 command train on (the configs in ``configs/shapes/`` are sized for it), and

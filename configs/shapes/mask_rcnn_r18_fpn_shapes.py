@@ -8,10 +8,10 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 
 # ----------------------------------------------------------------- data
-# The set as tools/run_demo.sh generates it: 192x192 images (a multiple of
-# 32, so there is no padding), objects 18-92 px across.
+# The set as tools/run_demo.sh generates it: 160x160 images (a multiple of
+# 32, so there is no padding), objects 15-77 px across.
 data_root = 'data/shapes/'
-image_size = (192, 192)  # (w, h); images of another size are resized to it
+image_size = (160, 160)  # (w, h); images of another size are resized to it
 classes = ('circle', 'square', 'triangle', 'star')  # = SHAPES_CLASSES
 metainfo = dict(
     classes=classes,
@@ -99,14 +99,15 @@ model = dict(
 
 # ------------------------------------------------------------- schedule
 # Iteration-based, so the run length (and the time) does not depend on how
-# many images were generated. About 0.49 s per iteration of 8 images on 2
-# quiet CPU cores: 660 iterations (~5 passes over 1000 images) take ~5.5 min.
-# Tried on CE-ResNet-18 (bbox / segm AP, one run each): 600 iterations with
-# steps at 450/525: 0.428 / 0.460; steps at 480/560: 0.452 / 0.485; lr 2e-3:
-# 0.360 / 0.414; 4 images per batch for 900-1000 iterations: 0.38-0.39 /
-# 0.41-0.45; 160x160 inputs for 720 iterations: 0.507 / 0.519; this
-# schedule: 0.510 / 0.523.
-max_iters = 660
+# many images were generated. About 0.38 s per iteration of 8 images on 2
+# quiet CPU cores: 840 iterations (~7 passes over 1000 images) take ~5.3 min.
+# Tried on CE-ResNet-18 with 192x192 images (bbox / segm AP, one run each,
+# 0.49 s per iteration): 600 iterations with steps at 450/525: 0.428 / 0.460;
+# steps at 480/560: 0.452 / 0.485; lr 2e-3: 0.360 / 0.414; 4 images per
+# batch for 900-1000 iterations: 0.38-0.39 / 0.41-0.45; 660 iterations:
+# 0.510 / 0.523 and 0.487 / 0.519; resized to 160x160, 720 iterations:
+# 0.507 / 0.519. Smaller images and more iterations it is.
+max_iters = 840
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',
@@ -125,7 +126,7 @@ param_scheduler = [
         by_epoch=False,
         begin=0,
         end=max_iters,
-        milestones=[530, 615],
+        milestones=[670, 780],
         gamma=0.1)
 ]
 
