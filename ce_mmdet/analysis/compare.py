@@ -48,12 +48,12 @@ DEFAULT_VARIANTS = ('ce', 'plain')
 NO_VALIDATION = 1_000_000
 """``train_cfg.val_begin`` that skips validation during training."""
 
-ASSUMED_SECONDS_PER_ITER = 0.5
+ASSUMED_SECONDS_PER_ITER = 0.4
 """Up-front guess of one training iteration of the shapes configs on 2 CPU
-cores (the plain config measured about 0.65 s, CE a little more), used for
+cores (CE-ResNet-18 measured 0.36-0.38 s at 160x160, 8 images), used for
 the first estimate until a variant has run; later estimates use the measured
 time of the variants done."""
-ASSUMED_OVERHEAD_SECONDS = 90
+ASSUMED_OVERHEAD_SECONDS = 60
 """Up-front guess per variant of what is not training: start-up, the
 evaluation by tools/test.py (and the validation at the end of training),
 the analysis."""
