@@ -357,6 +357,33 @@ def ensure_shapes_data(configs: dict[str, str], say: Callable[[str], None],
                                 **EMBEDDED_DEFAULT_SET)
 
 
+def write_summary(results: list[VariantResult],
+                  analyses: list[ModelAnalysis],
+                  settings: CompareSettings) -> dict[str, str]:
+    """Write the summary files of the variants done; ``{what: path}``."""
+    table = summary_markdown(results, settings.tau)
+    paths = dict(
+        summary=write_text(
+            osp.join(settings.out_dir, 'summary.md'),
+            '# Block comparison on the shapes set\n\n' + table + '\n\n'
+            'AP: COCO AP of tools/test.py on the val split; inhibited '
+            'channels: share of the trunk activations\' channels whose mean '
+            f'magnitude is at most {settings.tau:g} x the layer mean '
+            f'({settings.num_images} val images); beta<=0: share of the '
+            'channels of the norm layers feeding an activation; GFLOPs: the '
+            'backbone on one val image; s / iter: median training '
+            'iteration.\n'),
+        json=write_json(osp.join(settings.out_dir, 'summary.json'),
+                        dict(tau=settings.tau, num_images=settings.num_images,
+                             variants=[asdict(r) for r in results])),
+        plot=plot_summary(results, osp.join(settings.out_dir, 'summary.png')),
+    )
+    report = write_report(analyses,
+                          osp.join(settings.out_dir, 'inhibited_channels'))
+    paths.update({f'analysis_{what}': path for what, path in report.items()})
+    return paths
+
+
 def compare_variants(configs: dict[str, str], settings: CompareSettings,
                      say: Callable[[str], None]) -> dict[str, str]:
     """Run every variant of ``configs`` and write the summary.
@@ -382,24 +409,6 @@ def compare_variants(configs: dict[str, str], settings: CompareSettings,
             f'{_ap(result.metrics.get("coco/bbox_mAP"))}, inhibited '
             f'{format_percent(result.inhibited)}'
             + (f'; about {remaining / 60:.0f} min left' if remaining else ''))
-    table = summary_markdown(results, settings.tau)
-    paths = dict(
-        summary=write_text(
-            osp.join(settings.out_dir, 'summary.md'),
-            '# Block comparison on the shapes set\n\n' + table + '\n\n'
-            'AP: COCO AP of tools/test.py on the val split; inhibited '
-            'channels: share of the trunk activations\' channels whose mean '
-            f'magnitude is at most {settings.tau:g} x the layer mean '
-            f'({settings.num_images} val images); beta<=0: share of the '
-            'channels of the norm layers feeding an activation; GFLOPs: the '
-            'backbone on one val image; s / iter: median training '
-            'iteration.\n'),
-        json=write_json(osp.join(settings.out_dir, 'summary.json'),
-                        dict(tau=settings.tau, num_images=settings.num_images,
-                             variants=[asdict(r) for r in results])),
-        plot=plot_summary(results, osp.join(settings.out_dir, 'summary.png')),
-    )
-    report = write_report(analyses,
-                          osp.join(settings.out_dir, 'inhibited_channels'))
-    paths.update({f'analysis_{what}': path for what, path in report.items()})
+        # After every variant: an interrupted comparison keeps what it has.
+        paths = write_summary(results, analyses, settings)
     return paths
