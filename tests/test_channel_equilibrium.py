@@ -205,3 +205,42 @@ def test_bad_input_shapes_are_refused():
         ce(torch.zeros(2, 16, 4, 4))
     with pytest.raises(ValueError, match='num_iterations'):
         ChannelEquilibrium(32, num_iterations=0)
+
+
+@pytest.mark.parametrize('momentum', [0.1, None])
+@pytest.mark.parametrize('ce_training', [True, False])
+def test_training_batchnorm_is_folded_exactly(ce_training, momentum):
+    """CE(bn(x)) with a BN in training mode folded in (its batch statistics
+    from CE's sums, its backward inside CE's) equals applying the BN first:
+    outputs, gradients of x, BN and CE parameters, and the running
+    statistics of both, over two steps."""
+    torch.manual_seed(4)
+    bn = nn.BatchNorm2d(32, momentum=momentum).double()
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    ce = randomized_ce(32).double().train(ce_training)
+    bn_separate, ce_separate = copy.deepcopy(bn), copy.deepcopy(ce)
+    for step in range(2):
+        x = (sample_input(seed=step) * 3 + 2).double().requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        folded = ce(x, preceding_norm=bn)
+        separate = ce_separate(bn_separate(x2))
+        torch.testing.assert_close(folded, separate)
+        weights = torch.randn_like(folded)
+        (folded * weights).sum().backward()
+        (separate * weights).sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad)
+    for ours, theirs in [(bn, bn_separate), (ce, ce_separate)]:
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            torch.testing.assert_close(p.grad, q.grad)
+        for key, value in ours.state_dict().items():
+            torch.testing.assert_close(value, theirs.state_dict()[key])
+
+
+def test_training_batchnorm_fold_refuses_one_value_per_channel():
+    bn, ce = nn.BatchNorm2d(32).train(), randomized_ce(32).train()
+    with pytest.raises(ValueError, match='more than 1 value per channel'):
+        ce(torch.randn(1, 32, 1, 1), preceding_norm=bn)

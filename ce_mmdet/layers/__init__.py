@@ -3,6 +3,7 @@ Deconvolution), registered in MMDetection's and MMEngine's MODELS
 registries."""
 from .batch_norm_ce import BatchNormCE
 from .channel_equilibrium import (ChannelEquilibrium, InstanceReweighting,
+                                  is_foldable_batch_norm,
                                   is_frozen_batch_norm, newton_whitening,
                                   resolve_group_size)
 from .gather_excite import (DepthwiseGather, GatherExcite, GETheta,
@@ -16,6 +17,7 @@ __all__ = [
     'BatchNormCE', 'ChannelEquilibrium', 'DepthwiseGather', 'FastDeconv',
     'GETheta', 'GEThetaMinus', 'GEThetaPlus', 'GatherExcite',
     'InstanceReweighting', 'SqueezeExcitation', 'SyncChannelEquilibrium',
-    'convert_sync_channel_equilibrium', 'is_frozen_batch_norm',
+    'convert_sync_channel_equilibrium', 'is_foldable_batch_norm',
+    'is_frozen_batch_norm',
     'newton_schulz_isqrt', 'newton_whitening', 'resolve_group_size'
 ]

@@ -183,20 +183,20 @@ class ChannelEquilibrium(nn.Module):
 
         Args:
             x: (N, C, H, W).
-            preceding_norm: a norm layer applied before CE. A plain BN in
-                eval mode is folded into CE's map (one pass for both); any
-                other norm is applied first, as usual.
-            input_is_shifted: ``x`` is the frozen ``preceding_norm``'s input
-                minus its running mean (see :meth:`forward_folded`).
+            preceding_norm: a norm layer applied before CE. A plain
+                ``BatchNorm2d`` is folded into CE's map (see
+                :func:`is_foldable_batch_norm`); any other norm is applied
+                first, as usual.
+            input_is_shifted: ``x`` is the foldable ``preceding_norm``'s
+                input minus its running mean (see :meth:`forward_folded`).
         """
-        if preceding_norm is not None and not is_frozen_batch_norm(
+        if preceding_norm is not None and not is_foldable_batch_norm(
                 preceding_norm):
             if input_is_shifted:
                 raise ValueError(
-                    f'{self.layer_name}: input_is_shifted=True needs a frozen '
-                    'BatchNorm2d as preceding_norm (its running mean is the '
-                    f'shift), got {type(preceding_norm).__name__} in '
-                    f'{"training" if preceding_norm.training else "eval"} mode')
+                    f'{self.layer_name}: input_is_shifted=True needs a '
+                    'foldable BatchNorm2d as preceding_norm (its running mean '
+                    f'is the shift), got {type(preceding_norm).__name__}')
             x = preceding_norm(x)
             preceding_norm = None
         return self.forward_folded(x, preceding_norm, input_is_shifted)
@@ -204,10 +204,13 @@ class ChannelEquilibrium(nn.Module):
     def forward_folded(self, x: Tensor,
                        frozen_norm: Optional[_BatchNorm] = None,
                        input_is_shifted: bool = False) -> Tensor:
-        """``CE(frozen_norm(x))`` with the BN's affine map folded into CE's.
+        """``CE(frozen_norm(x))`` with the BN folded into CE's map.
 
-        ``frozen_norm`` must apply a fixed affine map (a BN in eval mode with
-        running statistics); :meth:`forward` checks that, this does not.
+        ``frozen_norm`` must be foldable (:func:`is_foldable_batch_norm`):
+        a BN in eval mode, a fixed affine map, or a ``BatchNorm2d`` in
+        training mode, whose batch statistics come from CE's own sums (its
+        running statistics are updated as the BN would, and its backward is
+        part of CE's); :meth:`forward` checks that, this does not.
 
         Precision: the statistics are sums over the tensor, and second
         moments from uncentred sums cancel in float32 when a channel's mean
@@ -251,6 +254,10 @@ class ChannelEquilibrium(nn.Module):
         if norm is not None and not input_is_shifted:
             x = x - norm.running_mean.to(x.dtype).view(1, c, 1, 1)
         x = x.contiguous()
+        norm_training = norm is not None and norm.training
+        if norm_training and n * h * w == 1:
+            raise ValueError('Expected more than 1 value per channel when '
+                             f'training, got input size {tuple(x.shape)}')
         params = [self.gate_logit, *self.reweighting.parameters()]
         if norm is not None:
             params += [
@@ -266,10 +273,15 @@ class ChannelEquilibrium(nn.Module):
             # ``scale * y + bias`` is applied to central moments, which
             # keeps them precise (no large uncentred terms to cancel).
             per_image_var = _per_image_variance(gram, s1, num_positions)
-            if norm_affine:
+            norm_extras = ()
+            if norm_training:
+                scale, bias, norm_extras = _training_norm_affine(
+                    norm, *norm_affine, gram, s1, n * num_positions)
+            elif norm_affine:
                 scale, bias = _frozen_norm_affine(norm, *norm_affine)
                 scale = scale.view(self.num_groups, self.group_size)
                 bias = bias.view(self.num_groups, self.group_size)
+            if norm_affine:
                 per_image_var = per_image_var * scale.square()
             per_image_var = per_image_var.reshape(n, c)
             if batch_stats:
@@ -296,12 +308,16 @@ class ChannelEquilibrium(nn.Module):
                 # M (scale * y + bias) = (M scale) y + M bias
                 offset = (map_matrix @ bias.unsqueeze(-1)).squeeze(-1)
                 map_matrix = map_matrix * scale.unsqueeze(-2)
-            return map_matrix, offset, extras
+            return map_matrix, offset, extras + norm_extras
 
         # Eval needs only the per-channel variances, not the covariance.
         out, extras = statistics_conditioned_map(x, self.group_size,
                                                  statistics_to_map, params,
                                                  full_gram=batch_stats)
+        if norm_training:
+            *extras, shifted_mean, variance = extras
+            _update_batch_norm_statistics(norm, shifted_mean, variance,
+                                          n * num_positions)
         if batch_stats and self.momentum > 0:
             self._update_running_statistics(*extras)
         return out
@@ -363,6 +379,16 @@ class ChannelEquilibrium(nn.Module):
             running.lerp_(value.to(running), self.momentum)
 
 
+def is_foldable_batch_norm(norm: nn.Module) -> bool:
+    """Whether CE can fold ``norm`` into its own map: a frozen BN
+    (:func:`is_frozen_batch_norm`), or a plain ``BatchNorm2d`` in training
+    mode that tracks running statistics (its batch statistics are CE's
+    sums; a ``SyncBatchNorm``'s would need a sync of their own)."""
+    return is_frozen_batch_norm(norm) or (
+        type(norm) is nn.BatchNorm2d and norm.training
+        and norm.track_running_stats and norm.running_mean is not None)
+
+
 def is_frozen_batch_norm(norm: nn.Module) -> bool:
     """Whether ``norm`` is a plain BN applying a fixed affine map (eval mode
     with running statistics), which CE can fold into its own map."""
@@ -380,6 +406,40 @@ def _per_image_variance(gram: Tensor, s1: Tensor, num_positions: int) -> Tensor:
     sum_sq = gram.diagonal(dim1=-2, dim2=-1)
     centred = sum_sq - s1 * s1 / num_positions
     return centred.clamp_min(0) / (num_positions - 1)
+
+
+def _training_norm_affine(norm: _BatchNorm, weight: Tensor, bias: Tensor,
+                          gram: Tensor, s1: Tensor, count: int):
+    """A BN in training mode as ``scale * y + bias`` on ``y = x -
+    running_mean``, its batch statistics from CE's sums of ``y``.
+
+    Returns ``(scale, bias)`` as (G, g) and the detached batch statistics
+    ``(mean of y, biased variance)`` (G, g) for the running averages.
+    """
+    mean = s1.sum(0) / count
+    sum_sq = gram.diagonal(dim1=-2, dim2=-1).sum(0)
+    variance = (sum_sq / count - mean.square()).clamp_min(0)
+    scale = weight.view_as(mean) * torch.rsqrt(variance + norm.eps)
+    shift = bias.view_as(mean) - mean * scale
+    return scale, shift, (mean.detach(), variance.detach())
+
+
+@torch.no_grad()
+def _update_batch_norm_statistics(norm: _BatchNorm, shifted_mean: Tensor,
+                                  variance: Tensor, count: int) -> None:
+    """The running averages a ``BatchNorm2d`` in training mode keeps.
+
+    ``shifted_mean`` is the batch mean minus the running mean (the shift):
+    ``running_mean <- running_mean + factor * shifted_mean``; the variance
+    enters unbiased, as in ``F.batch_norm``.
+    """
+    norm.num_batches_tracked.add_(1)
+    factor = (1.0 / float(norm.num_batches_tracked) if norm.momentum is None
+              else norm.momentum)
+    unbiased = variance * (count / (count - 1))
+    norm.running_mean.add_(shifted_mean.flatten().to(norm.running_mean),
+                           alpha=factor)
+    norm.running_var.lerp_(unbiased.flatten().to(norm.running_var), factor)
 
 
 def _frozen_norm_affine(norm: _BatchNorm, weight: Tensor,
