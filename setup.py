@@ -39,7 +39,9 @@ setup(
     packages=find_packages(include=['ce_mmdet', 'ce_mmdet.*']),
     install_requires=runtime_requirements(),
     extras_require={
-        'tests': ['pytest', 'ruff'],
+        # onnx/onnxruntime/onnxscript: the ONNX export checks (torch's
+        # default exporter needs onnxscript); pinned in tools/constraints.txt
+        'tests': ['pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript'],
         'mim': [MMCV_REQUIREMENT],
     },
     license='Apache-2.0',

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the `slow` marker (skipped without --run-slow)."""
 import pytest
 
 TINY_SHAPES_NUM_TRAIN = 8
@@ -53,3 +53,24 @@ def tiny_shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
         image_size=TINY_SHAPES_IMAGE_SIZE,
         seed=0,
         show_progress=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        '--run-slow', action='store_true', default=False,
+        help='also run the tests marked slow (minutes each on a CPU)')
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        'markers', 'slow: takes minutes on a CPU; runs only with --run-slow')
+
+
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if config.getoption('--run-slow'):
+        return
+    skip = pytest.mark.skip(reason='slow: pass --run-slow to run it')
+    for item in items:
+        if 'slow' in item.keywords:
+            item.add_marker(skip)

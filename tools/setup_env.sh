@@ -82,7 +82,7 @@ else
   mmcv_ok || { say "mmcv installed but its ops do not import; see $log"; exit 1; }
 fi
 
-say "installing mmdet, pycocotools, pytest, ruff and ce_mmdet (editable)"
+say "installing mmdet, pycocotools, pytest, ruff, onnx(runtime, script) and ce_mmdet (editable)"
 pip_install -q -e "$repo[tests]"
 
 check_ready || { say "environment check failed"; exit 1; }

@@ -17,8 +17,15 @@ next to ResNet's, their ratio (against CE's targets for CE), the extra peak
 memory, the parameters and the FLOPs from MMEngine's complexity counter
 (CE's matmuls counted) at the eval input.
 
+``--compile`` adds rows for ``torch.compile``d CE-ResNet against
+``torch.compile``d ResNet (default backend, eval and detection training),
+timed the same way once both are compiled and warmed up (compilation is not
+timed; no peak memory). Under compile, CE's small statistics graph runs eagerly in training
+(see ``ce_mmdet.layers.grouped_map``), so training has a graph break per CE
+layer.
+
     python tools/analysis_tools/benchmark_backbone.py [--depth 50] [--repeats 5]
-        [--variants ce se ge-minus ge-plus deconv proprelu]
+        [--variants ce se ge-minus ge-plus deconv proprelu] [--compile]
     python tools/analysis_tools/benchmark_backbone.py --quick  # a smoke run
 """
 import argparse
@@ -47,6 +54,7 @@ VARIANT_NAMES = {
     'deconv': 'Deconv-ResNet', 'proprelu': 'PropReLU-ResNet',
 }
 GE_PLUS_GATHER_SIZES = (56, 28, 14, 7)
+COMPILE_WARMUP = 2  # calls: the first compiles (forward and backward)
 
 
 def _after_last_bn(cfg: dict, depth: int, stage: int = None) -> dict:
@@ -90,15 +98,26 @@ def train_step(model, x):
 
 
 def build_case(kind: str, depth: int, mode: str, setting: str = 'detection',
-               shape: tuple = None):
-    """Picklable factory for the peak-memory worker."""
+               shape: tuple = None, compiled: bool = False):
+    """Picklable factory for the peak-memory worker.
+
+    ``compiled``: the backbone wrapped in ``torch.compile`` and run
+    ``COMPILE_WARMUP`` times here, so that compilation (and any
+    recompilation) is neither timed nor counted as peak memory.
+    """
     model = build_backbone(kind, depth, setting)
     model.train(mode == 'train')  # (MMDetection's ResNet.train returns None)
+    if compiled:
+        model = torch.compile(model)
     if mode == 'eval':
-        return functools.partial(eval_forward, model,
-                                 torch.randn(shape or EVAL_SHAPE))
-    return functools.partial(train_step, model,
-                             torch.randn(shape or TRAIN_SHAPE))
+        fn = functools.partial(eval_forward, model,
+                               torch.randn(shape or EVAL_SHAPE))
+    else:
+        fn = functools.partial(train_step, model,
+                               torch.randn(shape or TRAIN_SHAPE))
+    for _ in range(COMPILE_WARMUP if compiled else 0):
+        fn()
+    return fn
 
 
 def flops(kind: str, depth: int, shape: tuple = EVAL_SHAPE) -> float:
@@ -132,6 +151,9 @@ def main() -> None:
     parser.add_argument('--full-train', action='store_true',
                         help='also time training with every layer training')
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time torch.compile\'d CE-ResNet vs '
+                        'torch.compile\'d ResNet (eval, detection training)')
     parser.add_argument('--eval-shape', type=_shape, default=EVAL_SHAPE,
                         help='NxCxHxW of the eval input (default %(default)s)')
     parser.add_argument('--train-shape', type=_shape, default=TRAIN_SHAPE,
@@ -146,36 +168,45 @@ def main() -> None:
     variants = list(dict.fromkeys(args.variants))
     shapes = {'eval': args.eval_shape, 'train': args.train_shape}
 
-    cases = [('eval', 'detection'), ('train', 'detection')]
+    # (mode, setting, compiled, the variants timed against ResNet)
+    cases = [('eval', 'detection', False, variants),
+             ('train', 'detection', False, variants)]
     if args.full_train:
-        cases.append(('train', 'full-train'))
+        cases.append(('train', 'full-train', False, variants))
+    if args.compile:
+        cases += [('eval', 'detection', True, ['ce']),
+                  ('train', 'detection', True, ['ce'])]
     params = {k: parameters_m(k, args.depth) for k in ['plain', *variants]}
     gflops = {k: flops(k, args.depth, args.eval_shape)
               for k in ['plain', *variants]}
     rows = []
-    for mode, setting in cases:
+    for mode, setting, compiled, timed in cases:
         shape = shapes[mode]
-        kinds = ['plain', *variants]
-        fns = [build_case(k, args.depth, mode, setting, shape) for k in kinds]
+        kinds = ['plain', *timed]
+        fns = [build_case(k, args.depth, mode, setting, shape, compiled)
+               for k in kinds]
         times = dict(zip(kinds, interleaved_medians(fns, args.repeats,
                                                     warmup=1)))
         del fns
-        memory = {} if args.no_memory else {
+        # (not for compiled cases: a compiled call after warm-up reuses the
+        # memory its warm-up allocated, an eager first call does not)
+        memory = {} if args.no_memory or compiled else {
             k: peak_memory_mib(functools.partial(
                 build_case, k, args.depth, mode, setting, shape))
             for k in kinds}
-        for kind in variants:
+        for kind in timed:
             ratio = times[kind] / times['plain']
-            if kind == 'ce':
+            if kind == 'ce' and not compiled:
                 target = CE_TARGETS[mode, setting]
                 status = 'met' if ratio <= target else 'MISSED'
             else:
                 target, status = '-', '-'
-            row = [f'{mode} ({setting})', 'x'.join(map(str, shape)),
+            suffix = ', compiled' if compiled else ''
+            row = [f'{mode} ({setting}{suffix})', 'x'.join(map(str, shape)),
                    VARIANT_NAMES[kind], times['plain'] * 1e3,
                    times[kind] * 1e3, ratio, target, status]
             if not args.no_memory:
-                row += [memory['plain'], memory[kind]]
+                row += [memory.get('plain', '-'), memory.get(kind, '-')]
             row += [f'{params["plain"]:.2f} / {params[kind]:.2f}',
                     f'{gflops["plain"]:.2f} / {gflops[kind]:.2f}']
             rows.append(row)
@@ -188,6 +219,7 @@ def main() -> None:
                'ResNet / backbone']
     print(f'ResNet-{args.depth} variants vs ResNet-{args.depth} '
           f'(MMDetection), medians of {args.repeats} interleaved runs '
+          f'{"(compiled: both backbones compiled) " if args.compile else ""}'
           f'({describe_machine()}); FLOPs: MMEngine FlopAnalyzer, one '
           'multiply-add = 1')
     print(format_table(header, rows))
