@@ -11,7 +11,7 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import Tensor, nn
 from torch.nn.modules import module as module_hooks
 
-from ce_mmdet.layers import ChannelEquilibrium, is_foldable_batch_norm
+from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 
 from .plugin_resnet import PluginBasicBlock, residual_forward
@@ -32,7 +32,7 @@ def conv_norm_ce(conv: nn.Module, norm: nn.Module,
     """
     if ce is None:
         return norm(conv(x))
-    if is_foldable_batch_norm(norm) and _can_shift_as_bias(conv):
+    if ce.can_fold(norm) and _can_shift_as_bias(conv):
         shift = norm.running_mean.to(conv.weight.dtype)
         shifted = conv._conv_forward(x, conv.weight, -shift)
         return ce(shifted, preceding_norm=norm, input_is_shifted=True)

@@ -190,8 +190,7 @@ class ChannelEquilibrium(nn.Module):
             input_is_shifted: ``x`` is the foldable ``preceding_norm``'s
                 input minus its running mean (see :meth:`forward_folded`).
         """
-        if preceding_norm is not None and not is_foldable_batch_norm(
-                preceding_norm):
+        if preceding_norm is not None and not self.can_fold(preceding_norm):
             if input_is_shifted:
                 raise ValueError(
                     f'{self.layer_name}: input_is_shifted=True needs a '
@@ -200,6 +199,16 @@ class ChannelEquilibrium(nn.Module):
             x = preceding_norm(x)
             preceding_norm = None
         return self.forward_folded(x, preceding_norm, input_is_shifted)
+
+    def can_fold(self, norm: nn.Module) -> bool:
+        """Whether this layer folds ``norm`` into its map: a foldable BN
+        (:func:`is_foldable_batch_norm`), except a BN in training mode when
+        the batch statistics are synchronised across processes (each
+        process's BN normalises with its own batch statistics then)."""
+        if is_frozen_batch_norm(norm):
+            return True
+        return (is_foldable_batch_norm(norm)
+                and not self._synchronizes_statistics())
 
     def forward_folded(self, x: Tensor,
                        frozen_norm: Optional[_BatchNorm] = None,
@@ -244,6 +253,10 @@ class ChannelEquilibrium(nn.Module):
         return out.to(x.dtype)
 
     # ------------------------------------------------------------ internals
+    def _synchronizes_statistics(self) -> bool:
+        """Hook for SyncCE: whether batch statistics span processes."""
+        return False
+
     def _reduce_batch_statistics(self, sums: list[Tensor]) -> list[Tensor]:
         """Hook for SyncCE: each of ``sums`` summed over the process group."""
         return sums

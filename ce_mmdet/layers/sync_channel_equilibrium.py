@@ -32,12 +32,16 @@ class SyncChannelEquilibrium(ChannelEquilibrium):
         super().__init__(in_channels, **kwargs)
         self.process_group = process_group
 
-    def _reduce_batch_statistics(self, sums: list[Tensor]) -> list[Tensor]:
+    def _synchronizes_statistics(self) -> bool:
         if not (dist.is_available() and dist.is_initialized()):
+            return False
+        group = self.process_group or dist.group.WORLD
+        return dist.get_world_size(group) > 1
+
+    def _reduce_batch_statistics(self, sums: list[Tensor]) -> list[Tensor]:
+        if not self._synchronizes_statistics():
             return sums
         group = self.process_group or dist.group.WORLD
-        if dist.get_world_size(group) == 1:
-            return sums
         # One differentiable all-reduce for all of them.
         flat = all_reduce(torch.cat([t.flatten() for t in sums]), group=group)
         return [part.view_as(t) for part, t in zip(
