@@ -152,55 +152,81 @@ def assert_close_to(actual: Tensor, expected: Tensor, rel: float,
         f'{what}: max difference {difference:.3g}, scale {scale:.3g}')
 
 
+def relative_error(actual: Tensor, reference: Tensor) -> float:
+    """Max absolute difference over the reference's max magnitude."""
+    scale = reference.abs().max().item() or 1.0
+    return (actual.double() - reference).abs().max().item() / scale
+
+
 def test_compiled_training_matches_eager():
-    """Two SGD steps of CE-ResNet-18, eager vs ``torch.compile`` (Inductor):
-    outputs, parameter gradients, CE and BN running statistics, weights.
+    """Two SGD steps of CE-ResNet-18 under ``torch.compile`` (Inductor),
+    against eager float32 and a float64 reference: outputs, parameter
+    gradients, CE and BN running statistics.
 
     CE trains on batch statistics. The BNs of stages 2-4 do too; those of
     the stem and stage 1 are frozen (as ``norm_eval=True`` freezes all of
     them in the COCO configs), so the stem's CE and stage 1's fold them into
-    their map. The second step reuses the compiled graphs with updated weights and
-    buffers. Its learning rate is small: after a large step, float32
-    gradients of any two implementations (eager float32 against float64
-    too) can differ by percents where ReLU/max-pool ties resolve
-    differently.
+    their map. Residual branches are not zero-initialised, so that every
+    parameter has a gradient at the first step. The second step reuses the
+    compiled graphs with updated weights and buffers; compiled float32 must
+    be as close to float64 as eager float32 is (within 2x, plus 1e-4).
+    Gradients are compared at the first step only: at the second, a few
+    ReLU inputs lie within float32 rounding of zero (e.g. 4e-7 in eager
+    float32, -4e-6 in float64), their masks flip, and eager float32 itself
+    differs from float64 by 2e-2 of ``layer2.0.conv1.weight.grad`` (compiled
+    by 1e-4 there, but by 2e-2 on ``conv1.weight``): ties, not errors.
     """
-    eager = ce_resnet18(norm_eval=False).train()
+    eager = ce_resnet18(norm_eval=False, zero_init_residual=False).train()
     frozen_norms = [eager.norm1] + [
         m for m in eager.layer1.modules() if isinstance(m, nn.BatchNorm2d)]
     for norm in frozen_norms:
         norm.eval()
+    reference = copy.deepcopy(eager).double()
     compiled_model = copy.deepcopy(eager)
-    compiled = torch.compile(compiled_model)
-    models = (eager, compiled)
-    optimizers = [torch.optim.SGD(m.parameters(), lr=1e-4)
-                  for m in (eager, compiled_model)]
+    # dynamic=False: torch 2.13 recompiles the frame resumed after CE's graph
+    # break (the statistics graph outside Inductor) with dynamic shapes for
+    # the next layer's shapes, and compiling that graph's backward then
+    # fails on a guard (KeyError: 'x_grouped') with cold compile caches.
+    compiled = torch.compile(compiled_model, dynamic=False)
+    runs = {'float64': (reference, reference), 'eager': (eager, eager),
+            'compiled': (compiled_model, compiled)}
+    optimizers = {name: torch.optim.SGD(module.parameters(), lr=1e-4)
+                  for name, (module, _) in runs.items()}
     initial_buffers = [b.clone() for b in eager.buffers()]
     for step in range(2):
         x = seeded_input(INPUT_SHAPE, 10 + step) * 2 + 0.5
-        results = []
-        for model, optimizer in zip(models, optimizers):
-            optimizer.zero_grad()
-            outputs = model(x)
-            weights = [seeded_input(o.shape, 20 + i)
-                       for i, o in enumerate(outputs)]
-            sum((o * w).sum() for o, w in zip(outputs, weights)).backward()
-            results.append([o.detach() for o in outputs])
-        for got, want in zip(results[1], results[0]):
-            assert_close_to(got, want, 1e-4, f'step {step} output')
-        for (name, got), want in zip(compiled_model.named_parameters(),
-                                     eager.parameters()):
-            assert got.grad is not None, name
-            assert_close_to(got.grad, want.grad, 1e-3,
-                            f'step {step} {name}.grad')
-        for (name, got), want in zip(compiled_model.named_buffers(),
-                                     eager.buffers()):
-            assert_close_to(got.float(), want.float(), 1e-5,
-                            f'step {step} {name}')
-        for optimizer in optimizers:
+        outputs = {}
+        for name, (module, model) in runs.items():
+            optimizers[name].zero_grad()
+            result = model(x.to(next(module.parameters()).dtype))
+            weights = [seeded_input(o.shape, 20 + i).to(o.dtype)
+                       for i, o in enumerate(result)]
+            sum((o * w).sum() for o, w in zip(result, weights)).backward()
+            outputs[name] = [o.detach() for o in result]
+        compared = [(f'step {step} output {i}', outputs['compiled'][i],
+                     outputs['eager'][i], want)
+                    for i, want in enumerate(outputs['float64'])]
+        compared += [(f'step {step} {name}', got, mine, want) for
+                     (name, got), mine, want in zip(
+                         compiled_model.named_buffers(), eager.buffers(),
+                         reference.buffers()) if want.is_floating_point()]
+        if step == 0:
+            compared += [(f'{name}.grad', got.grad, mine.grad, want.grad)
+                         for (name, got), mine, want in zip(
+                             compiled_model.named_parameters(),
+                             eager.parameters(), reference.parameters())]
+        for what, got, mine, want in compared:
+            assert got is not None, what
+            compiled_error = relative_error(got, want)
+            eager_error = relative_error(mine, want)
+            assert compiled_error <= 2 * eager_error + 1e-4, (
+                f'{what}: compiled {compiled_error:.3g} from float64, '
+                f'eager {eager_error:.3g}')
+        for optimizer in optimizers.values():
             optimizer.step()
-    for got, want in zip(compiled_model.parameters(), eager.parameters()):
-        assert_close_to(got.detach(), want.detach(), 1e-5, 'weights')
+    for (name, got), want in zip(compiled_model.named_buffers(),
+                                 eager.buffers()):
+        assert torch.equal(got, want) or want.is_floating_point(), name
     changed = {name for (name, now), before in zip(
         compiled_model.named_buffers(), initial_buffers)
         if not torch.equal(now, before)}
