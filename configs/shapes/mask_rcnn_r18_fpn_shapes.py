@@ -99,8 +99,9 @@ model = dict(
 
 # ------------------------------------------------------------- schedule
 # Iteration-based, so the run length (and the time) does not depend on how
-# many images were generated. About 0.38 s per iteration of 8 images on 2
-# quiet CPU cores: 840 iterations (~7 passes over 1000 images) take ~5.3 min.
+# many images were generated. About 0.36-0.43 s per iteration of 8 images on
+# 2 quiet CPU cores: 840 iterations (~7 passes over 1000 images) take 5-6
+# min (CE-ResNet-18 seed 0: 6 min 16 s, bbox / segm AP 0.546 / 0.537).
 # Tried on CE-ResNet-18 with 192x192 images (bbox / segm AP, one run each,
 # 0.49 s per iteration): 600 iterations with steps at 450/525: 0.428 / 0.460;
 # steps at 480/560: 0.452 / 0.485; lr 2e-3: 0.360 / 0.414; 4 images per
@@ -142,5 +143,6 @@ log_processor = dict(window_size=10, by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
 # One line early in the log with the measured speed and the expected end
-# (evaluation and drawing take about 50 s more in tools/run_demo.sh).
-custom_hooks = [dict(type='TrainingDurationHook', extra_seconds=50)]
+# (data generation, evaluation and drawing take about 25 s more in
+# tools/run_demo.sh).
+custom_hooks = [dict(type='TrainingDurationHook', extra_seconds=25)]
