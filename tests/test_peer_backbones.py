@@ -370,3 +370,19 @@ def test_benchmark_backbone_builds_every_variant_and_runs_quick(capsys):
     for row in ('| eval (detection) | 1x3x64x96 | CE-ResNet |',
                 '| train (detection) | 2x3x64x64 | GE-theta-minus-ResNet |'):
         assert row in table
+
+
+def test_paired_ratios_follow_rounds_not_medians():
+    """The benchmarks' ratio is the median of per-round ratios: a machine
+    that slows down between rounds (both candidates alike) does not bias it,
+    where a ratio of medians would."""
+    from ce_mmdet.utils.benchmark import interleaved_times, paired_ratios
+
+    base = [1.0, 1.0, 1.0, 3.0, 3.0]
+    other = [1.1, 1.1, 1.2, 3.3, 3.0]  # 10% slower in the median round
+    assert paired_ratios(base, other) == pytest.approx((1.1, 1.0, 1.2))
+    assert (sorted(other)[2] / sorted(base)[2]) == pytest.approx(1.2)
+    calls = []
+    times = interleaved_times([lambda: calls.append('a'),
+                               lambda: calls.append('b')], repeats=3, warmup=1)
+    assert calls == ['a', 'b'] * 4 and [len(t) for t in times] == [3, 3]

@@ -17,9 +17,10 @@ from typing import Callable, Sequence
 import torch
 
 
-def interleaved_medians(candidates: Sequence[Callable[[], object]],
-                        repeats: int = 9, warmup: int = 2) -> list[float]:
-    """Median wall time (seconds) of each candidate, run interleaved."""
+def interleaved_times(candidates: Sequence[Callable[[], object]],
+                      repeats: int = 9, warmup: int = 2) -> list[list[float]]:
+    """Wall times (seconds) of each candidate over ``repeats`` rounds, run
+    interleaved: round ``i`` runs every candidate once, one after another."""
     for _ in range(warmup):
         for fn in candidates:
             fn()
@@ -29,7 +30,27 @@ def interleaved_medians(candidates: Sequence[Callable[[], object]],
             start = time.perf_counter()
             fn()
             record.append(time.perf_counter() - start)
-    return [statistics.median(record) for record in times]
+    return times
+
+
+def interleaved_medians(candidates: Sequence[Callable[[], object]],
+                        repeats: int = 9, warmup: int = 2) -> list[float]:
+    """Median wall time (seconds) of each candidate, run interleaved."""
+    return [statistics.median(record) for record in
+            interleaved_times(candidates, repeats, warmup)]
+
+
+def paired_ratios(base: Sequence[float],
+                  other: Sequence[float]) -> tuple[float, float, float]:
+    """Median, lowest and highest of the per-round ratios ``other / base``.
+
+    Each round's two calls ran back to back, so their ratio cancels the
+    machine's slow drifts (on a shared CPU the same forward pass takes
+    0.5 s or 1.5 s depending on its memory state and its neighbours),
+    which a ratio of two medians taken over different rounds does not.
+    """
+    ratios = [b / a for a, b in zip(base, other)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def _resident_kib(field: str) -> int:

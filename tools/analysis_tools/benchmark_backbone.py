@@ -12,8 +12,11 @@ of 2x3x512x768, in the detection setting of the configs (BN frozen by
 ``norm_eval``, ``frozen_stages=1``, CE on batch statistics; for the
 deconvolution network ``norm_eval`` freezes its statistics too) and with
 every layer training (``--full-train`` adds that row). All backbones of a
-case are timed interleaved (medians); the table gives each variant's time
-next to ResNet's, their ratio (against CE's targets for CE), the extra peak
+case are timed interleaved: every round runs each backbone once, back to
+back. The table gives each variant's median time next to ResNet's and their
+ratio: the median over rounds of the round's variant / ResNet time, with the
+lowest and highest round (the machine's noise), against CE's targets for CE.
+Then the extra peak
 memory, the parameters and the FLOPs from MMEngine's complexity counter
 (CE's matmuls counted) at the eval input.
 
@@ -24,12 +27,13 @@ timed; no peak memory). Under compile, CE's small statistics graph runs eagerly 
 (see ``ce_mmdet.layers.grouped_map``), so training has a graph break per CE
 layer.
 
-    python tools/analysis_tools/benchmark_backbone.py [--depth 50] [--repeats 5]
+    python tools/analysis_tools/benchmark_backbone.py [--depth 50] [--repeats 9]
         [--variants ce se ge-minus ge-plus deconv proprelu] [--compile]
     python tools/analysis_tools/benchmark_backbone.py --quick  # a smoke run
 """
 import argparse
 import functools
+import statistics
 
 import torch
 from mmdet.registry import MODELS
@@ -37,7 +41,8 @@ from mmengine.analysis import FlopAnalyzer
 
 import ce_mmdet  # noqa: F401  (registers CEResNet and the comparison ResNets)
 from ce_mmdet.utils.benchmark import (describe_machine, format_table,
-                                      interleaved_medians, peak_memory_mib)
+                                      interleaved_times, paired_ratios,
+                                      peak_memory_mib)
 
 EVAL_SHAPE, TRAIN_SHAPE = (1, 3, 800, 1216), (2, 3, 512, 768)
 QUICK_EVAL_SHAPE, QUICK_TRAIN_SHAPE = (1, 3, 64, 96), (2, 3, 64, 64)
@@ -144,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--depth', type=int, default=50)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=9)
     parser.add_argument('--variants', nargs='+', default=['ce'],
                         choices=[k for k in VARIANT_NAMES if k != 'plain'],
                         help='backbones compared with ResNet (default: ce)')
@@ -185,8 +190,9 @@ def main() -> None:
         kinds = ['plain', *timed]
         fns = [build_case(k, args.depth, mode, setting, shape, compiled)
                for k in kinds]
-        times = dict(zip(kinds, interleaved_medians(fns, args.repeats,
-                                                    warmup=1)))
+        rounds = dict(zip(kinds, interleaved_times(fns, args.repeats,
+                                                   warmup=1)))
+        times = {k: statistics.median(t) for k, t in rounds.items()}
         del fns
         # (not for compiled cases: a compiled call after warm-up reuses the
         # memory its warm-up allocated, an eager first call does not)
@@ -195,7 +201,8 @@ def main() -> None:
                 build_case, k, args.depth, mode, setting, shape))
             for k in kinds}
         for kind in timed:
-            ratio = times[kind] / times['plain']
+            ratio, lowest, highest = paired_ratios(rounds['plain'],
+                                                   rounds[kind])
             if kind == 'ce' and not compiled:
                 target = CE_TARGETS[mode, setting]
                 status = 'met' if ratio <= target else 'MISSED'
@@ -204,21 +211,23 @@ def main() -> None:
             suffix = ', compiled' if compiled else ''
             row = [f'{mode} ({setting}{suffix})', 'x'.join(map(str, shape)),
                    VARIANT_NAMES[kind], times['plain'] * 1e3,
-                   times[kind] * 1e3, ratio, target, status]
+                   times[kind] * 1e3, ratio, f'{lowest:.2f}-{highest:.2f}',
+                   target, status]
             if not args.no_memory:
                 row += [memory.get('plain', '-'), memory.get(kind, '-')]
             row += [f'{params["plain"]:.2f} / {params[kind]:.2f}',
                     f'{gflops["plain"]:.2f} / {gflops[kind]:.2f}']
             rows.append(row)
     header = ['case', 'input', 'backbone', 'ResNet ms', 'backbone ms',
-              'ratio', 'target', 'status']
+              'ratio', 'rounds', 'target', 'status']
     if not args.no_memory:
         header += ['ResNet peak MiB', 'backbone peak MiB']
     header += ['params M ResNet / backbone',
                f'GFLOPs at {"x".join(map(str, args.eval_shape))} '
                'ResNet / backbone']
     print(f'ResNet-{args.depth} variants vs ResNet-{args.depth} '
-          f'(MMDetection), medians of {args.repeats} interleaved runs '
+          f'(MMDetection), {args.repeats} interleaved rounds, ratio = '
+          'median of the per-round ratios '
           f'{"(compiled: both backbones compiled) " if args.compile else ""}'
           f'({describe_machine()}); FLOPs: MMEngine FlopAnalyzer, one '
           'multiply-add = 1')

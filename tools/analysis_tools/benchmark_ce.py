@@ -1,18 +1,21 @@
 """Time CE against nn.BatchNorm2d on the same tensors, side by side.
 
 Prints, per shape, the median eval-forward and training forward+backward
-times, the ratios CE/BN with the targets, and the extra peak memory of a
+times, the ratios CE/BN (median of the per-round ratios of back-to-back calls)
+with the targets, and the extra peak memory of a
 training step. Usage: python tools/analysis_tools/benchmark_ce.py [--repeats 9]
 """
 import argparse
 import functools
+import statistics
 
 import torch
 from torch import nn
 
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.utils.benchmark import (describe_machine, format_table,
-                                      interleaved_medians, peak_memory_mib)
+                                      interleaved_times, paired_ratios,
+                                      peak_memory_mib)
 
 # (shape, CE group size): a stage-1 block output, a stage-3 block output and
 # the stem of a 2x3x512x768 training batch.
@@ -62,21 +65,21 @@ def main() -> None:
             layer.train()
             eval_step(layer, x)
             layer.eval()
-        bn_eval, ce_eval = interleaved_medians(
+        bn_eval, ce_eval = interleaved_times(
             [functools.partial(eval_step, bn, x),
              functools.partial(eval_step, ce, x)], args.repeats)
         bn.train()
         ce.train()
         xr = x.clone().requires_grad_()
         grad = torch.randn(shape)
-        bn_train, ce_train = interleaved_medians(
+        bn_train, ce_train = interleaved_times(
             [functools.partial(train_step, bn, xr, grad),
              functools.partial(train_step, ce, xr, grad)], args.repeats)
-        row = [
-            'x'.join(map(str, shape)), group_size, bn_eval * 1e3,
-            ce_eval * 1e3, ce_eval / bn_eval, bn_train * 1e3, ce_train * 1e3,
-            ce_train / bn_train
-        ]
+        row = ['x'.join(map(str, shape)), group_size]
+        for bn_times, ce_times in ((bn_eval, ce_eval), (bn_train, ce_train)):
+            row += [statistics.median(bn_times) * 1e3,
+                    statistics.median(ce_times) * 1e3,
+                    paired_ratios(bn_times, ce_times)[0]]
         if not args.no_memory:
             bn_mem, ce_mem = (peak_memory_mib(
                 functools.partial(build_train_step, kind, shape, group_size))
@@ -88,7 +91,7 @@ def main() -> None:
               f'train CE/BN (<= {TRAIN_TARGET})']
     if not args.no_memory:
         header += ['BN train peak MiB', 'CE train peak MiB']
-    print(f'CE vs BatchNorm2d, medians of {args.repeats} interleaved runs '
+    print(f'CE vs BatchNorm2d, medians of {args.repeats} interleaved rounds, ratio = median of the per-round ratios '
           f'({describe_machine()}); train = forward + backward')
     print(format_table(header, rows))
     worst_eval = max(row[4] for row in rows)
