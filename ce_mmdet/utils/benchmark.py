@@ -1,12 +1,13 @@
 """Side-by-side timing and peak-memory measurement for the benchmark tools.
 
 The machine is shared and noisy, so candidates are timed interleaved (A, B,
-A, B, ...) in one process and compared by the ratio of their medians. Peak
-memory on CPU is measured in a fresh spawned process per case as the growth
-of the process's peak resident set size (Linux ``VmHWM``, reset through
-``/proc/self/clear_refs`` once the inputs exist) during one call: the number
-``torch.cuda.max_memory_allocated`` gives on GPU, for allocations that torch
-returns to the OS (large tensors are).
+A, B, ...) in one process and compared by the median of the per-round
+ratios (:func:`paired_ratios`). Peak memory on CPU is measured in a fresh
+spawned process per case as the growth of the process's peak resident set
+size (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` once the
+inputs exist) during one call: the number ``torch.cuda.max_memory_allocated``
+gives on GPU, for allocations that torch returns to the OS (large tensors
+are).
 """
 import gc
 import multiprocessing
@@ -31,13 +32,6 @@ def interleaved_times(candidates: Sequence[Callable[[], object]],
             fn()
             record.append(time.perf_counter() - start)
     return times
-
-
-def interleaved_medians(candidates: Sequence[Callable[[], object]],
-                        repeats: int = 9, warmup: int = 2) -> list[float]:
-    """Median wall time (seconds) of each candidate, run interleaved."""
-    return [statistics.median(record) for record in
-            interleaved_times(candidates, repeats, warmup)]
 
 
 def paired_ratios(base: Sequence[float],

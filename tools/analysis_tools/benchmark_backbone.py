@@ -15,10 +15,9 @@ every layer training (``--full-train`` adds that row). All backbones of a
 case are timed interleaved: every round runs each backbone once, back to
 back. The table gives each variant's median time next to ResNet's and their
 ratio: the median over rounds of the round's variant / ResNet time, with the
-lowest and highest round (the machine's noise), against CE's targets for CE.
-Then the extra peak
-memory, the parameters and the FLOPs from MMEngine's complexity counter
-(CE's matmuls counted) at the eval input.
+lowest and highest round (the machine's noise), against CE's targets for CE;
+then the extra peak memory, the parameters and the FLOPs from MMEngine's
+complexity counter (CE's matmuls counted) at the eval input.
 
 ``--compile`` adds rows for ``torch.compile``d CE-ResNet against
 ``torch.compile``d ResNet (default backend, eval and detection training),

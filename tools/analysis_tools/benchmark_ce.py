@@ -1,9 +1,9 @@
 """Time CE against nn.BatchNorm2d on the same tensors, side by side.
 
 Prints, per shape, the median eval-forward and training forward+backward
-times, the ratios CE/BN (median of the per-round ratios of back-to-back calls)
-with the targets, and the extra peak memory of a
-training step. Usage: python tools/analysis_tools/benchmark_ce.py [--repeats 9]
+times, the ratios CE/BN (median of the per-round ratios of back-to-back
+calls) with the targets, and the extra peak memory of a training step.
+Usage: python tools/analysis_tools/benchmark_ce.py [--repeats 9]
 """
 import argparse
 import functools
