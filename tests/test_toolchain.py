@@ -144,14 +144,6 @@ def test_torch_export_matches_eager(eval_model):
 
 
 # ---------------------------------------------------------------- compile
-def assert_close_to(actual: Tensor, expected: Tensor, rel: float,
-                    what: str) -> None:
-    difference = (actual - expected).abs().max().item()
-    scale = expected.abs().max().item()
-    assert difference <= rel * scale + 1e-8, (
-        f'{what}: max difference {difference:.3g}, scale {scale:.3g}')
-
-
 def relative_error(actual: Tensor, reference: Tensor) -> float:
     """Max absolute difference over the reference's max magnitude."""
     scale = reference.abs().max().item() or 1.0

@@ -91,7 +91,8 @@ def main() -> None:
               f'train CE/BN (<= {TRAIN_TARGET})']
     if not args.no_memory:
         header += ['BN train peak MiB', 'CE train peak MiB']
-    print(f'CE vs BatchNorm2d, medians of {args.repeats} interleaved rounds, ratio = median of the per-round ratios '
+    print(f'CE vs BatchNorm2d, medians of {args.repeats} interleaved rounds, '
+          'ratio = median of the per-round ratios '
           f'({describe_machine()}); train = forward + backward')
     print(format_table(header, rows))
     worst_eval = max(row[4] for row in rows)
