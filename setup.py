@@ -40,8 +40,11 @@ setup(
     install_requires=runtime_requirements(),
     extras_require={
         # onnx/onnxruntime/onnxscript: the ONNX export checks (torch's
-        # default exporter needs onnxscript); pinned in tools/constraints.txt
-        'tests': ['pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript'],
+        # default exporter needs onnxscript); atheris: the checkpoint-loading
+        # fuzzer; pinned in tools/constraints.txt
+        'tests': [
+            'pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript', 'atheris'
+        ],
         'mim': [MMCV_REQUIREMENT],
     },
     license='Apache-2.0',

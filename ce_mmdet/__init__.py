@@ -3,8 +3,11 @@
 Importing the package registers its modules in MMDetection's registries (the
 CE layer, its synchronized variant, the BN+CE norm layer and the CE-ResNet
 backbones, and the comparison blocks: the SE and Gather-Excite plugins, the
-FastDeconv conv layer, PluginResNet, DeconvResNet and ProportionalReLUResNet) and allow-lists the classes that MMEngine's own checkpoints carry
-for ``torch.load(weights_only=True)``. Configs import it through
+FastDeconv conv layer, PluginResNet, DeconvResNet and
+ProportionalReLUResNet), allow-lists restricted stand-ins for the classes
+that MMEngine's own checkpoints carry for ``torch.load(weights_only=True)``,
+and makes MMEngine's checkpoint loaders check what they load (a resume never
+executes a config text stored in a checkpoint). Configs import it through
 ``custom_imports=dict(imports=['ce_mmdet'], allow_failed_imports=False)``.
 """
 from . import backbones, converters, datasets, engine, layers, utils  # noqa: F401

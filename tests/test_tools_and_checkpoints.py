@@ -5,17 +5,13 @@ A tiny Mask R-CNN (``tiny_detector.py``) is trained for 2 iterations with
 ``tools/test.py``, all with PyTorch's ``weights_only=True`` ``torch.load``
 default. With a CE-ResNet-18 backbone, 2 iterations, a stop and a resume for
 2 more reproduce an uninterrupted 4-iteration run bit for bit (losses,
-weights, CE and BN running statistics, optimizer). Message hub checkpoints
-(empty and non-empty buffers, numpy values) load through ``torch.load`` and
-MMEngine's ``load_checkpoint``; crafted pickles (foreign classes, calls,
-``getattr`` walks, object arrays, rewritten dtypes) are still refused.
-The shell launchers are checked with stand-ins for ``python`` and
+weights, CE and BN running statistics, optimizer). A resume never executes
+the config text a checkpoint carries, and a crafted checkpoint is refused
+with an error that names it (the allow-list itself and the crafted
+checkpoints: ``test_checkpoint_safety.py``). The shell launchers are checked with stand-ins for ``python`` and
 ``srun`` that record their command lines (a real two-process run on CPU is
 in ``test_distributed_training.py``).
 """
-import contextlib
-import functools
-import io
 import json
 import os
 import pickle
@@ -24,21 +20,16 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import HistoryBuffer, MessageHub
+from mmengine.logging import HistoryBuffer
 
 from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
                             mmdet_tool_path, run_mmdet_tool)
+from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
 from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
-
-try:
-    from numpy._core import multiarray
-except ImportError:  # numpy < 2
-    from numpy.core import multiarray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = REPO_ROOT / 'tools'
@@ -322,27 +313,56 @@ def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
             pred['masks'])
 
 
-NUMPY_CORE = ('numpy._core'
-              if int(np.__version__.split('.')[0]) >= 2 else 'numpy.core')
+def run_tool_failing(args: list, cwd: Path, timeout: float = 300
+                     ) -> subprocess.CompletedProcess:
+    """Run ``args`` with this python, expecting it to fail."""
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            timeout=timeout)
+    assert result.returncode != 0, result.stdout[-3000:]
+    return result
 
-# the globals of MMEngine checkpoints that torch refuses by default
-MMENGINE_GLOBALS = {
-    'builtins.getattr', 'mmengine.logging.history_buffer.HistoryBuffer',
-    f'{NUMPY_CORE}.multiarray._reconstruct', f'{NUMPY_CORE}.multiarray.scalar',
-    'numpy.dtype', 'numpy.ndarray'
-}
+
+def test_resume_never_executes_the_checkpoints_config(tiny_run: dict
+                                                     ) -> None:
+    # a real checkpoint of the run with Python in meta['config'], which
+    # MMEngine's resume passes to Config.fromstring; through MMDetection's
+    # own train.py, ce_mmdet being imported by the config's custom_imports
+    root = tiny_run['root']
+    marker = root / 'code-ran'
+    checkpoint = torch.load(tiny_run['work_dir'] / 'iter_2.pth')
+    checkpoint['meta']['config'] = (
+        f'import pathlib\npathlib.Path({str(marker)!r}).write_text("ran")\n'
+        'gpu_ids = [0]\n')
+    tampered = root / 'tampered.pth'
+    torch.save(checkpoint, tampered)
+    output = run_tool([
+        mmdet_tool_path('train.py'), tiny_run['config'], '--work-dir',
+        root / 'work_tampered', '--resume', tampered, '--cfg-options',
+        'train_cfg.max_iters=3', 'train_cfg.val_interval=4'
+    ], cwd=root)
+    assert not marker.exists()
+    assert 'meta["config"] was not executed (gpu_ids read as a literal: ' \
+        '[0])' in output
+    assert 'resumed epoch: 0, iter: 2' in output
 
 
-@contextlib.contextmanager
-def without_safe_globals() -> Iterator[None]:
-    """Empty torch's allow-list, as with plain MMEngine; restore it after."""
-    saved = torch.serialization.get_safe_globals()
-    torch.serialization.clear_safe_globals()
-    try:
-        yield
-    finally:
-        torch.serialization.clear_safe_globals()
-        torch.serialization.add_safe_globals(saved)
+def test_resume_refuses_a_crafted_checkpoint_naming_it(tiny_run: dict
+                                                      ) -> None:
+    from crafted_checkpoints import checkpoint_bytes, use_after_free
+
+    crafted = tiny_run['root'] / 'crafted.pth'
+    crafted.write_bytes(checkpoint_bytes(use_after_free()))
+    result = run_tool_failing([
+        TOOLS / 'train.py', tiny_run['config'], '--work-dir',
+        tiny_run['root'] / 'work_crafted', '--resume', crafted
+    ], cwd=tiny_run['root'])
+    assert result.returncode > 0  # an error, not a signal
+    assert (f'CheckpointRefusedError: checkpoint {crafted} refused while '
+            'unpickling') in result.stdout
+    assert 'a second state for a numpy array' in result.stdout
 
 
 def test_checkpoint_globals_are_exactly_covered(tiny_run: dict) -> None:
@@ -358,237 +378,6 @@ def test_checkpoint_globals_are_exactly_covered(tiny_run: dict) -> None:
         assert torch.serialization.get_unsafe_globals_in_checkpoint(
             checkpoint) == []
         assert torch.load(checkpoint)['meta']['iter'] == 4
-
-
-def message_hub_state(empty_buffers: bool) -> dict:
-    """A message hub's ``state_dict``, filled as MMEngine's hooks fill it.
-
-    Loss and lr histories (float64 values, int64 counts), a validation
-    metric given as a numpy scalar, and in ``runtime_info`` numpy scalars
-    (``eta``, ``best_score``), a non-scalar metric and a 0-d array. With
-    ``empty_buffers``, also an empty ``HistoryBuffer`` and an empty array.
-    """
-    log_scalars, resumed_keys = {}, {}
-    if empty_buffers:
-        log_scalars['train/loss_empty'] = HistoryBuffer()
-        resumed_keys['train/loss_empty'] = True
-    hub = MessageHub('ce_mmdet-checkpoint-test',
-                     log_scalars=log_scalars,
-                     resumed_keys=resumed_keys)
-    for value in (1.25, 0.75):
-        hub.update_scalar('train/loss', value, count=2)
-    hub.update_scalar('train/lr', 0.01)
-    hub.update_scalar('val/coco/bbox_mAP', np.float64(0.5))
-    hub.update_info('eta', np.float64(12.5))
-    hub.update_info('best_score', np.float32(0.25))
-    hub.update_info('is_best', np.bool_(True))
-    hub.update_info('iter', np.int64(3))
-    hub.update_info('val/classwise_AP',
-                    np.array([[0.5, 0.25], [0.125, 1.0]], dtype=np.float32))
-    hub.update_info('val/mean_AP', np.array(0.5))
-    if empty_buffers:
-        hub.update_info('val/no_detections', np.zeros((0, 4), np.int64))
-    return hub.state_dict()
-
-
-@pytest.mark.parametrize('empty_buffers', [False, True])
-def test_message_hub_checkpoints_load(empty_buffers: bool,
-                                      tmp_path: Path) -> None:
-    from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
-
-    model = torch.nn.Linear(2, 1)
-    path = str(tmp_path / 'checkpoint.pth')
-    save_checkpoint(
-        dict(meta=dict(iter=3),
-             state_dict=model.state_dict(),
-             message_hub=message_hub_state(empty_buffers)), path)
-    with without_safe_globals():
-        # an empty buffer or array holds an empty bytes, pickled as bytes()
-        assert set(torch.serialization.get_unsafe_globals_in_checkpoint(
-            path)) == MMENGINE_GLOBALS | ({'builtins.bytes'}
-                                          if empty_buffers else set())
-    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
-    loaded = torch.load(path, weights_only=True)
-    # MMEngine's own loader (load_from, resume) goes through torch.load too
-    checkpoint = load_checkpoint(model, path, map_location='cpu')
-    for state in (loaded['message_hub'], checkpoint['message_hub']):
-        hub = MessageHub('ce_mmdet-checkpoint-test-loaded')
-        hub.load_state_dict(state)
-        loss = hub.get_scalar('train/loss')
-        np.testing.assert_array_equal(loss.data[0], [1.25, 0.75])
-        np.testing.assert_array_equal(loss.data[1], [2, 2])
-        assert loss.data[1].dtype == np.int64
-        assert loss.mean() == 0.5 and loss.current() == 0.75
-        assert hub.get_scalar('val/coco/bbox_mAP').current() == 0.5
-        info = hub.runtime_info
-        expected = message_hub_state(empty_buffers)['runtime_info']
-        assert info.keys() == expected.keys()
-        for key, value in expected.items():
-            assert type(info[key]) is type(value), key
-            assert info[key].dtype == value.dtype, key
-            np.testing.assert_array_equal(info[key], value)
-        if empty_buffers:
-            empty = hub.get_scalar('train/loss_empty')
-            assert [history.shape for history in empty.data] == [(0, ), (0, )]
-
-
-class ForeignPayload:
-    """A class no allow-list knows about."""
-
-    def __init__(self) -> None:
-        self.value = 42
-
-
-class ReducePayload:
-    """Pickles as the call ``func(*args)``, as a crafted file would.
-
-    With ``state``, the unpickler then runs ``obj.__setstate__(state)`` on
-    the object the call returned (pickle's ``BUILD``).
-    """
-
-    def __init__(self, func: Callable, *args: Any, state: Any = None) -> None:
-        self.func, self.args, self.state = func, args, state
-
-    def __reduce__(self) -> tuple:
-        if self.state is None:
-            return self.func, self.args
-        return self.func, self.args, self.state
-
-
-def save_to_buffer(obj: object) -> io.BytesIO:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    buffer.seek(0)
-    return buffer
-
-
-@pytest.mark.parametrize('payload, message', [
-    pytest.param(ForeignPayload(), 'ForeignPayload', id='class'),
-    pytest.param(
-        functools.partial(os.getcwd), 'functools.partial', id='partial'),
-    pytest.param(
-        ReducePayload(os.system, 'echo owned'), r'\.system', id='os.system'),
-    # numpy: object arrays (pointers read from the file) and any other
-    # dtype than bool, integers and floats stay refused, also when crafted
-    pytest.param(np.array([1, 'a'], dtype=object),
-                 r"numpy\.dtype\('O8'",
-                 id='object-array'),
-    pytest.param(
-        np.array(['ab']), r"numpy\.dtype\('U2'", id='string-array'),
-    pytest.param(ReducePayload(np.ndarray, (1, ), 'O', b'A' * 8),
-                 r"numpy\.ndarray\(\(1,\), 'O'",
-                 id='ndarray-object-pointers'),
-    pytest.param(ReducePayload(multiarray._reconstruct, np.ndarray, (1, ),
-                               b'O'),
-                 r"_reconstruct\(.*b'O'\)",
-                 id='reconstruct-object'),
-    pytest.param(ReducePayload(multiarray._reconstruct, np.ndarray,
-                               (1 << 40, ), b'b'),
-                 r'_reconstruct\(.*1099511627776',
-                 id='reconstruct-huge'),
-    pytest.param(ReducePayload(multiarray.scalar, np.dtype('f8'), b'A' * 4),
-                 r'multiarray\.scalar',
-                 id='scalar-short-data'),
-    pytest.param(
-        ReducePayload(bytes, 1 << 40), r'bytes\(1099511627776',
-        id='bytes-huge'),
-])
-def test_foreign_globals_are_still_refused(payload: object,
-                                          message: str) -> None:
-    buffer = save_to_buffer(dict(state_dict={}, meta=dict(payload=payload)))
-    with pytest.raises(pickle.UnpicklingError, match=message):
-        torch.load(buffer)
-
-
-@pytest.mark.parametrize('obj, name', [
-    (HistoryBuffer, '__init__'),
-    (HistoryBuffer, 'update'),
-    # pickled as getattr(HistoryBuffer, 'mean'): a walk towards the module
-    (HistoryBuffer.mean, '__globals__'),
-    (np.ndarray, 'tofile'),
-    (torch.nn.Parameter, '__reduce_ex__'),
-])
-def test_getattr_is_limited_to_history_buffer_methods(obj: object,
-                                                      name: str) -> None:
-    buffer = save_to_buffer(dict(meta=ReducePayload(getattr, obj, name)))
-    with pytest.raises(pickle.UnpicklingError, match='is refused'):
-        torch.load(buffer)
-
-
-def test_pickled_dtype_state_cannot_rewrite_dtypes() -> None:
-    # numpy's dtype.__setstate__ applies such a state to a fresh dtype: the
-    # float64 becomes a record with a field and a sub-array of 64 floats in
-    # 8 bytes, with every flag set (object items among them)
-    tampered_float64 = ReducePayload(
-        np.dtype,
-        'f8',
-        False,
-        True,
-        state=(3, '|', (np.dtype('f8'), (64, )), ('a', ),
-               dict(a=(np.dtype('f8'), 0)), 8, 1, 0x3f))
-    data = np.arange(2.0)
-    array = ReducePayload(
-        multiarray._reconstruct,
-        np.ndarray, (0, ),
-        b'b',
-        state=(1, (2, ), tampered_float64, False, data.tobytes()))
-    loaded = torch.load(save_to_buffer(dict(array=array)))['array']
-    # the state went to numpy's builtin float64, which ignores it
-    assert loaded.dtype is np.dtype('f8')
-    assert loaded.dtype.names is None and loaded.dtype.subdtype is None
-    assert not loaded.dtype.hasobject and loaded.dtype.flags == 0
-    np.testing.assert_array_equal(loaded, data)
-
-
-def test_numpy_values_round_trip() -> None:
-    buffer = HistoryBuffer([1.5, 2.5], [1, 2])
-    dtypes = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
-              'uint32', 'uint64', 'float16', 'float32', 'float64')
-    values = dict(
-        arrays={dtype: np.arange(3).astype(dtype)
-                for dtype in dtypes},
-        empty={dtype: np.zeros((0, 2), dtype)
-               for dtype in dtypes},
-        shaped=[np.array(2.5),
-                np.asfortranarray(np.arange(6.0).reshape(2, 3))],
-        scalars=[
-            np.float64(0.5),
-            np.float32(0.25),
-            np.float16(2.0),
-            np.int64(3),
-            np.uint8(7),
-            np.bool_(True)
-        ],
-        buffer=buffer,
-        empty_buffer=HistoryBuffer())
-    loaded = torch.load(save_to_buffer(values))
-    for group in ('arrays', 'empty'):
-        for dtype, array in values[group].items():
-            assert type(loaded[group][dtype]) is np.ndarray
-            assert loaded[group][dtype].dtype is np.dtype(dtype)
-            assert loaded[group][dtype].shape == array.shape
-            np.testing.assert_array_equal(loaded[group][dtype], array)
-    for loaded_array, array in zip(loaded['shaped'], values['shaped']):
-        assert loaded_array.shape == array.shape
-        assert loaded_array.flags.f_contiguous == array.flags.f_contiguous
-        np.testing.assert_array_equal(loaded_array, array)
-    assert loaded['scalars'] == values['scalars']
-    assert [type(s) for s in loaded['scalars']
-            ] == [type(s) for s in values['scalars']]
-    assert loaded['buffer'].mean() == buffer.mean()
-    assert loaded['buffer'].current() == 2.5
-    assert loaded['empty_buffer'].data[0].shape == (0, )
-
-
-def test_allow_list_is_idempotent_and_needs_torch_2_6(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    before = set(torch.serialization.get_safe_globals())
-    names = allow_mmengine_checkpoint_globals()
-    assert allow_mmengine_checkpoint_globals() == names
-    assert set(torch.serialization.get_safe_globals()) == before
-    assert 'builtins.getattr' in names
-    monkeypatch.delattr(torch.serialization, 'add_safe_globals')
-    assert allow_mmengine_checkpoint_globals() == []
 
 
 @pytest.mark.parametrize('tool', ['train.py', 'test.py'])

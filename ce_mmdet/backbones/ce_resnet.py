@@ -7,12 +7,12 @@ import torch
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
-from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import Tensor, nn
 from torch.nn.modules import module as module_hooks
 
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
+from ce_mmdet.utils.checkpoint_loading import is_local_checkpoint
 
 from .plugin_resnet import PluginBasicBlock, residual_forward
 
@@ -262,8 +262,7 @@ def _check_local_checkpoints_exist(init_cfg) -> None:
         if not isinstance(checkpoint, str):
             continue
         # The loader MMEngine would pick: local only for plain paths.
-        if CheckpointLoader._get_checkpoint_loader(
-                checkpoint) is not load_from_local:
+        if not is_local_checkpoint(checkpoint):
             continue
         path = osp.expanduser(checkpoint)
         if not osp.isfile(path):

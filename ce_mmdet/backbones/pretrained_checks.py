@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 from torch import Tensor
+
+from ce_mmdet.utils.checkpoint_loading import is_local_checkpoint
 
 MODEL_ZOO_PREFIXES = ('torchvision://', 'open-mmlab://', 'openmmlab://',
                       'mmcls://', 'mmpretrain://', 'modelzoo://')
@@ -43,7 +44,7 @@ def check_pretrained_source(init_cfg, network: str, fix: str) -> None:
         raise ValueError(
             f'{network}: init_cfg loads {checkpoint!r}, the weights of a '
             f'plain ResNet, which do not fit this network. {fix}')
-    if CheckpointLoader._get_checkpoint_loader(checkpoint) is load_from_local \
+    if is_local_checkpoint(checkpoint) \
             and not osp.isfile(osp.expanduser(checkpoint)):
         raise FileNotFoundError(
             f'{network}: pretrained checkpoint {checkpoint!r} not found '

@@ -1,17 +1,26 @@
 """Utilities: MMEngine checkpoints under PyTorch >= 2.6, MMDetection's tools.
 
 Importing this package (``import ce_mmdet`` does) allow-lists the globals of
-MMEngine's checkpoints for ``torch.load(weights_only=True)``; see
-:mod:`ce_mmdet.utils.checkpoint_safety`.
+MMEngine's checkpoints for ``torch.load(weights_only=True)`` through
+restricted stand-ins (:mod:`ce_mmdet.utils.checkpoint_safety`) and makes
+MMEngine's checkpoint loaders check what they load, so that a resume never
+executes a config text stored in a checkpoint
+(:mod:`ce_mmdet.utils.checkpoint_loading`).
 """
-from .checkpoint_safety import (HISTORY_BUFFER_STATISTICS,
+from .checkpoint_loading import (CheckpointRefusedError,
+                                 check_mmengine_checkpoint,
+                                 guard_mmengine_checkpoint_loaders)
+from .checkpoint_safety import (HISTORY_BUFFER_STATISTICS, CheckpointArray,
                                 allow_mmengine_checkpoint_globals,
                                 mmengine_checkpoint_globals)
 from .mmdet_tools import mmdet_tool_path, run_mmdet_tool
 
 allow_mmengine_checkpoint_globals()
+guard_mmengine_checkpoint_loaders()
 
 __all__ = [
-    'HISTORY_BUFFER_STATISTICS', 'allow_mmengine_checkpoint_globals',
-    'mmengine_checkpoint_globals', 'mmdet_tool_path', 'run_mmdet_tool'
+    'HISTORY_BUFFER_STATISTICS', 'CheckpointArray', 'CheckpointRefusedError',
+    'allow_mmengine_checkpoint_globals', 'check_mmengine_checkpoint',
+    'guard_mmengine_checkpoint_loaders', 'mmengine_checkpoint_globals',
+    'mmdet_tool_path', 'run_mmdet_tool'
 ]
