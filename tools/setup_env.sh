@@ -64,7 +64,7 @@ if mmcv_ok; then
 else
   # CUDA ops are built when the torch in the venv sees a GPU, CPU ops otherwise.
   log=$venv/mmcv-build.log
-  say "building $(pin mmcv) from source with its ops (about 10 minutes on 2 cores); log: $log"
+  say "building $(pin mmcv) from source with its ops (10-30 minutes on 2 cores); log: $log"
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
     "$py" -m pip install -v --no-build-isolation -c "$constraints" "$(pin mmcv)" >"$log" 2>&1 &
   build=$!
