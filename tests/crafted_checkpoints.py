@@ -315,9 +315,6 @@ def stride0_history() -> dict:
     return checkpoint({'train/loss': history_buffer(log=huge, count=huge)})
 
 
-RESUME_CODE = ('import pathlib; pathlib.Path({marker!r}).write_text("ran")\n'
-               'gpu_ids = [0]\n')
-
 @dataclass(frozen=True)
 class Defused:
     """The outcome of code in ``meta['config']``: it loads, through
