@@ -508,6 +508,34 @@ def process_state() -> str:
                   for prefix, loader in CheckpointLoader._schemes.items()]))
 
 
+def read_everything(loaded: object) -> float:
+    """Read every CPU tensor and numeric array in ``loaded`` in place.
+
+    A buffer freed under a tensor is read here (a crash, or other values
+    than the file's). Bounded: at most 100,000 objects, tensors of at most
+    2**27 elements (a stride-0 view can claim any size).
+
+    Returns:
+        The sum of all values read.
+    """
+    import torch
+
+    total, stack, seen = 0.0, [loaded], 0
+    while stack and seen < 100000:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif (isinstance(item, torch.Tensor) and item.layout == torch.strided
+              and item.device.type == 'cpu' and item.numel() <= 2**27):
+            total += float(item.sum())  # reads in place
+        elif isinstance(item, np.ndarray) and item.dtype.kind in 'biuf':
+            total += float(item.astype(np.float64).sum())
+    return total
+
+
 def load_all_ways(path: str) -> dict[str, dict]:
     """Load ``path`` through torch.load, CheckpointLoader, load_checkpoint."""
     import torch
@@ -528,19 +556,7 @@ def load_all_ways(path: str) -> dict[str, dict]:
                                 error=type(error).__name__,
                                 message=str(error)[-600:])
         else:
-            # touch every tensor and array: a dangling buffer is read here
-            total = 0.0
-            stack = [loaded]
-            while stack:
-                item = stack.pop()
-                if isinstance(item, dict):
-                    stack.extend(item.values())
-                elif isinstance(item, (list, tuple)):
-                    stack.extend(item)
-                elif isinstance(item, torch.Tensor):
-                    total += float(item.sum())  # reads in place
-                elif isinstance(item, np.ndarray) and item.dtype.kind in 'biuf':
-                    total += float(item.astype(np.float64).sum())
+            total = read_everything(loaded)
             meta = loaded.get('meta') if isinstance(loaded, dict) else None
             results[way] = dict(
                 outcome='loaded', total=total,

@@ -247,7 +247,7 @@ class CheckpointArray(np.ndarray):
             pickle.UnpicklingError: on a second state, or one that is not
                 a plain array whose bytes fill its shape exactly.
         """
-        if self.__dict__.get('_built', False):
+        if self.built:
             raise _refused('a second state for a numpy array',
                            'one state per array (it could free a buffer '
                            'that a tensor shares)')
@@ -280,6 +280,11 @@ class CheckpointArray(np.ndarray):
         # numpy copies `raw` into a new buffer of the array's own
         super().__setstate__((1, shape, dtype, is_fortran, raw))
         self.__dict__['_built'] = True
+
+    @property
+    def built(self) -> bool:
+        """Whether the array has received its one state."""
+        return self.__dict__.get('_built', False)
 
     def __reduce__(self) -> tuple:
         """Pickle as the plain ``numpy.ndarray`` it stands for."""
@@ -318,7 +323,7 @@ def _checked_history(state: dict, key: str, kinds: str) -> np.ndarray:
         raise _refused(
             f'HistoryBuffer {key} of type {type(history).__name__}',
             'a numpy array as MMEngine writes it')
-    if not history.__dict__.get('_built', False):
+    if not history.built:
         raise _refused(f'HistoryBuffer {key} without contents',
                        'a numpy array with its state')
     if history.ndim != 1 or history.dtype.kind not in kinds:
