@@ -17,8 +17,10 @@ def runtime_requirements() -> list[str]:
     """
     requirements = [
         'torch>=1.8',
+        'torchvision',
         'mmengine>=0.7.1,<1.0',
         'mmdet>=3.0.0,<3.4',
+        'mmpretrain>=1.0.0,<1.3',
         'pycocotools',
     ]
     try:
