@@ -43,7 +43,7 @@ from ce_mmdet.backbones import CEResNet
 from ce_mmdet.deployment import (BackboneNeck, OnnxMismatchError,
                                  export_and_check_onnx, export_onnx)
 from ce_mmdet.layers import ChannelEquilibrium
-from ce_mmdet.utils import mmdet_tool_path, run_mmdet_tool
+from ce_mmdet.utils import openmmlab_tool_path, run_openmmlab_tool
 from tiny_detector import (tiny_ce_backbone, tiny_test_pipeline,
                            write_tiny_mask_rcnn_config)
 
@@ -329,7 +329,7 @@ def test_get_flops_tool_on_the_shapes_ce_config(tiny_shapes_dataset: dict,
                                                 tmp_path: Path):
     """MMDetection's get_flops.py, run as a user runs it, on the shapes CE
     config and its plain ResNet-18 counterpart."""
-    tool = mmdet_tool_path('analysis_tools/get_flops.py')
+    tool = openmmlab_tool_path('analysis_tools/get_flops.py')
     results = {}
     for name in ('mask_rcnn_ce_r18_fpn_shapes', 'mask_rcnn_r18_fpn_shapes'):
         config = flops_config(CONFIGS / 'shapes' / f'{name}.py',
@@ -357,7 +357,7 @@ def test_get_flops_tool_runs_on_every_ce_config(config: Path,
         str(flops_config(config, tiny_shapes_dataset, tmp_path)),
         '--num-images', '1'
     ])
-    run_mmdet_tool('analysis_tools/get_flops.py')
+    run_openmmlab_tool('analysis_tools/get_flops.py')
     fields = parse_get_flops(capsys.readouterr().out)
     assert fields['Input shape'] == '(64, 64)'
     assert float(re.match(r'[0-9.]+', fields['Flops']).group()) > 0

@@ -27,7 +27,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
-                            mmdet_tool_path, run_mmdet_tool)
+                            openmmlab_tool_path, run_openmmlab_tool)
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
 from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
 
@@ -331,7 +331,7 @@ def test_resume_never_executes_the_checkpoints_config(tiny_run: dict
     tampered = root / 'tampered.pth'
     torch.save(checkpoint, tampered)
     output = run_tool([
-        mmdet_tool_path('train.py'), tiny_run['config'], '--work-dir',
+        openmmlab_tool_path('train.py'), tiny_run['config'], '--work-dir',
         root / 'work_tampered', '--resume', tampered, '--cfg-options',
         'train_cfg.max_iters=3', 'train_cfg.val_interval=4'
     ], cwd=root)
@@ -377,7 +377,7 @@ def test_tools_take_mmdetection_arguments(tool: str,
                                           capsys: pytest.CaptureFixture
                                           ) -> None:
     helps = []
-    for script in (TOOLS / tool, mmdet_tool_path(tool)):
+    for script in (TOOLS / tool, openmmlab_tool_path(tool)):
         monkeypatch.setattr(sys, 'argv', [str(script), '--help'])
         with pytest.raises(SystemExit) as exit_info:
             runpy.run_path(str(script), run_name='__main__')
@@ -387,9 +387,9 @@ def test_tools_take_mmdetection_arguments(tool: str,
     assert '--cfg-options' in helps[0] and '--local_rank' in helps[0]
 
 
-def test_run_mmdet_tool_reports_missing_tool() -> None:
+def test_run_openmmlab_tool_reports_missing_tool() -> None:
     with pytest.raises(FileNotFoundError, match='no_such_tool.py'):
-        run_mmdet_tool('no_such_tool.py')
+        run_openmmlab_tool('no_such_tool.py')
 
 
 def write_recorder(bin_dir: Path, command: str, record: Path) -> None:

@@ -2,6 +2,7 @@
 # Distributed training on one or more nodes with torchrun, as MMDetection's
 # tools/dist_train.sh: dist_train.sh CONFIG GPUS [train.py arguments...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
+# TRAIN_SCRIPT: the training script (default: train.py beside this file).
 
 CONFIG=$1
 GPUS=$2
@@ -18,6 +19,6 @@ python -m torch.distributed.run \
     --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS \
     --master_port=$PORT \
-    "$(dirname "$0")/train.py" \
+    "${TRAIN_SCRIPT:-$(dirname "$0")/train.py}" \
     "$CONFIG" \
     --launcher pytorch "${@:3}"

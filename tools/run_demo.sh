@@ -13,6 +13,10 @@
 # Usage: bash tools/run_demo.sh [ce|plain]
 #   ce     CE-ResNet-18 (default)
 #   plain  the same job with mmdet's plain ResNet-18, for comparison
+#        bash tools/run_demo.sh pretrain [ce|plain]
+#   pretrain the backbone with MMPretrain on a generated classification set
+#   first, then detect (tools/pretrain_demo.sh)
+#        bash tools/run_demo.sh compare [VARIANT ...]   (compare_blocks.py)
 # Environment: MODEL (instead of the argument), NUM_VIS (val images drawn,
 # default 8), CE_MMDET_VENV (see tools/setup_env.sh).
 set -euo pipefail
@@ -27,6 +31,13 @@ if [[ ${1:-} == compare ]]; then
   bash tools/setup_env.sh
   exec "${CE_MMDET_VENV:-$repo/.venv}/bin/python" \
     tools/analysis_tools/compare_blocks.py "$@"
+fi
+
+# `pretrain [ce|plain]`: pretrain the backbone with MMPretrain on the shapes
+# classification set, then detect (see tools/pretrain_demo.sh).
+if [[ ${1:-} == pretrain ]]; then
+  shift
+  exec bash tools/pretrain_demo.sh "$@"
 fi
 
 model=${1:-${MODEL:-ce}}

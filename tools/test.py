@@ -25,10 +25,10 @@ try:
 except ImportError:  # not installed: use the checkout this script is in
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from ce_mmdet.utils import run_mmdet_tool  # noqa: E402
+from ce_mmdet.utils import run_openmmlab_tool  # noqa: E402
 from ce_mmdet.utils.cpu_distributed import setup_cpu_distributed  # noqa: E402
 
 if __name__ == '__main__':
     # torchrun + --launcher pytorch without a GPU: gloo, DDP without devices
     setup_cpu_distributed('test.py')
-    run_mmdet_tool('test.py')
+    run_openmmlab_tool('test.py')

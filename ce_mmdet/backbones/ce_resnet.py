@@ -1,9 +1,8 @@
 """CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
 import math
 import os.path as osp
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-import torch
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
@@ -15,6 +14,8 @@ from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 from ce_mmdet.utils.checkpoint_loading import is_local_checkpoint
 
 from .plugin_resnet import PluginBasicBlock, residual_forward
+from .pretrained_checks import (check_ce_backbone_checkpoint,
+                                pretrained_checkpoint, pretrained_prefix)
 
 
 def conv_norm_ce(conv: nn.Module, norm: nn.Module,
@@ -214,37 +215,53 @@ class CEResNet(ResNet):
 
     # ----------------------------------------------------------- weights
     def init_weights(self) -> None:
-        """Initialise as MMDetection's ResNet; when a pretrained checkpoint
-        without CE weights (e.g. ``torchvision://resnet50``) is loaded, log
-        the CE tensors that intentionally keep their initial values.
+        """Initialise as MMDetection's ResNet, after checking that a
+        ``Pretrained`` checkpoint fits this network.
+
+        A CE-ResNet checkpoint of this depth and configuration loads
+        completely; an MMPretrain classifier's needs
+        ``prefix='backbone.'``. A plain ResNet's without ``prefix`` (e.g.
+        ``torchvision://resnet50``) initialises everything but CE, whose
+        tensors are then listed in one log line. Anything else is refused
+        (see :func:`~ce_mmdet.backbones.pretrained_checks.
+        check_ce_backbone_checkpoint`).
 
         Raises:
-            FileNotFoundError: if a ``Pretrained`` ``init_cfg`` names a local
-                checkpoint that does not exist (the message says how to make
-                the CE-ResNet one); URLs and ``torchvision://``,
-                ``open-mmlab://``... checkpoints are left to MMEngine.
+            FileNotFoundError: a ``Pretrained`` local checkpoint that does
+                not exist (the message says how to make the CE-ResNet one).
+            ValueError: a checkpoint of another depth or architecture, an
+                incomplete CE checkpoint, or a plain ResNet classifier's or
+                detector's backbone; nothing is loaded.
         """
-        if not self.is_init:
+        new_ce: List[str] = []
+        checkpoint = pretrained_checkpoint(self.init_cfg)
+        if not self.is_init and isinstance(checkpoint, str):
             _check_local_checkpoints_exist(self.init_cfg)
-        ce_before = {
-            key: value.detach().clone()
-            for key, value in self.state_dict().items() if _is_ce_key(key)
-        }
+            new_ce = check_ce_backbone_checkpoint(
+                self, checkpoint, pretrained_prefix(self.init_cfg),
+                is_ce_key=_is_ce_key, new_by_design=self._is_new_by_design,
+                network=f'{type(self).__name__}-{self.depth}')
         super().init_weights()
-        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get(
-            'type') == 'Pretrained'
-        if not pretrained:
-            return
-        state = self.state_dict()
-        untouched = [
-            key for key, value in ce_before.items()
-            if torch.equal(state[key], value)
-        ]
-        if untouched:
+        if new_ce:
             MMLogger.get_current_instance().info(
-                f'{type(self).__name__}: {len(untouched)} CE tensors are not '
-                f'in {self.init_cfg["checkpoint"]} and keep their initial '
-                f'values (intentionally new): {", ".join(untouched)}')
+                f'{type(self).__name__}: {checkpoint} is a plain ResNet; its '
+                f'{len(new_ce)} CE tensors keep their initial values '
+                f'(intentionally new): {", ".join(new_ce)}')
+
+    def _is_new_by_design(self, key: str) -> bool:
+        """Tensors a ResNet checkpoint need not hold: those of block plugins
+        (e.g. SE) and DCN offsets, which MMDetection initialises itself."""
+        if '.conv_offset.' in key:
+            return True
+        return any(key.startswith(prefix) for prefix in self._plugin_prefixes())
+
+    def _plugin_prefixes(self) -> List[str]:
+        prefixes = []
+        for name, module in self.named_modules():
+            for position in ('after_conv1', 'after_conv2', 'after_conv3'):
+                for plugin in getattr(module, f'{position}_plugin_names', ()):
+                    prefixes.append(f'{name}.{plugin}.')
+        return prefixes
 
 
 def _check_local_checkpoints_exist(init_cfg) -> None:

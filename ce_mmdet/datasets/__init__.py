@@ -1,8 +1,16 @@
-"""Datasets: the embedded synthetic shapes set (COCO instance segmentation)."""
+"""Datasets the project generates: the embedded synthetic shapes sets, for
+detection (COCO instance segmentation) and for pretraining (classification
+in MMPretrain's folder layout)."""
+from .shapes_classification import (EMBEDDED_CLASSIFICATION_SET,
+                                    SHAPES_CLASSIFICATION_CLASSES,
+                                    SHAPES_CLASSIFICATION_METAINFO,
+                                    generate_shapes_classification_set)
 from .synthetic_shapes import (EMBEDDED_DEFAULT_SET, SHAPES_CLASSES,
                                SHAPES_METAINFO, generate_shapes_dataset)
 
 __all__ = [
-    'EMBEDDED_DEFAULT_SET', 'SHAPES_CLASSES', 'SHAPES_METAINFO',
+    'EMBEDDED_CLASSIFICATION_SET', 'EMBEDDED_DEFAULT_SET', 'SHAPES_CLASSES',
+    'SHAPES_CLASSIFICATION_CLASSES', 'SHAPES_CLASSIFICATION_METAINFO',
+    'SHAPES_METAINFO', 'generate_shapes_classification_set',
     'generate_shapes_dataset'
 ]

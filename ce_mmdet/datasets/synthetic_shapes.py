@@ -209,13 +209,21 @@ def _shape_vertices(category_id: int, cx: float, cy: float, radius: float,
     return _regular_vertices(cx, cy, np.tile([radius, inner], 5), rotation)
 
 
-def _random_object(rng: np.random.Generator, height: int, width: int,
-                   background_colour: np.ndarray) -> _PaintedObject:
-    """A shape of random class, size, rotation, position and texture."""
-    category_id = int(rng.integers(1, len(SHAPES_CLASSES) + 1))
+def _random_object(
+        rng: np.random.Generator,
+        height: int,
+        width: int,
+        background_colour: np.ndarray,
+        category_id: int | None = None,
+        radius_range: tuple[float, float] = OBJECT_RADIUS_RANGE
+) -> _PaintedObject:
+    """A shape of random size, rotation, position and texture, of class
+    ``category_id`` (1-based; random when None) and circumradius drawn from
+    ``radius_range`` (fractions of the shorter image side)."""
+    if category_id is None:
+        category_id = int(rng.integers(1, len(SHAPES_CLASSES) + 1))
     short_side = min(height, width)
-    radius = max(
-        rng.uniform(*OBJECT_RADIUS_RANGE) * short_side, MIN_OBJECT_RADIUS_PX)
+    radius = max(rng.uniform(*radius_range) * short_side, MIN_OBJECT_RADIUS_PX)
     # The whole shape lies inside the image.
     cx = rng.uniform(radius + 1, width - radius - 1)
     cy = rng.uniform(radius + 1, height - radius - 1)

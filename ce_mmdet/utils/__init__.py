@@ -13,7 +13,7 @@ from .checkpoint_loading import (CheckpointRefusedError,
 from .checkpoint_safety import (HISTORY_BUFFER_STATISTICS, CheckpointArray,
                                 allow_mmengine_checkpoint_globals,
                                 mmengine_checkpoint_globals)
-from .mmdet_tools import mmdet_tool_path, run_mmdet_tool
+from .openmmlab_tools import openmmlab_tool_path, run_openmmlab_tool
 
 allow_mmengine_checkpoint_globals()
 guard_mmengine_checkpoint_loaders()
@@ -22,5 +22,5 @@ __all__ = [
     'HISTORY_BUFFER_STATISTICS', 'CheckpointArray', 'CheckpointRefusedError',
     'allow_mmengine_checkpoint_globals', 'check_mmengine_checkpoint',
     'guard_mmengine_checkpoint_loaders', 'mmengine_checkpoint_globals',
-    'mmdet_tool_path', 'run_mmdet_tool'
+    'openmmlab_tool_path', 'run_openmmlab_tool'
 ]

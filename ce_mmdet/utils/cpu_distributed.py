@@ -139,11 +139,12 @@ def _destroy_process_group() -> None:
 
 
 def setup_cpu_distributed(tool: str,
-                          argv: Optional[list[str]] = None) -> bool:
-    """Prepare a torchrun-launched MMDetection tool for CPU-only machines.
+                          argv: Optional[list[str]] = None,
+                          package: str = 'mmdet') -> bool:
+    """Prepare a torchrun-launched OpenMMLab tool for CPU-only machines.
 
     Call it before running the tool with
-    :func:`ce_mmdet.utils.run_mmdet_tool`. When
+    :func:`ce_mmdet.utils.run_openmmlab_tool`. When
     :func:`needs_cpu_distributed` and the tool's own argument parser gives
     ``--launcher pytorch``, it initialises the default process group with
     ``gloo`` and appends ``--cfg-options`` from
@@ -151,10 +152,11 @@ def setup_cpu_distributed(tool: str,
     rank 0). Otherwise it does nothing.
 
     Args:
-        tool: the MMDetection tool, ``'train.py'`` or ``'test.py'``; its
+        tool: the tool, ``'train.py'`` or ``'test.py'``; its
             ``parse_args()`` reads the command line, so that the config, the
             launcher and the ``--cfg-options`` are those the tool will see.
         argv: the command line to read and extend; ``sys.argv`` by default.
+        package: whose tool: ``'mmdet'`` or ``'mmpretrain'``.
 
     Returns:
         True if the CPU/gloo fallback is in use.
@@ -168,11 +170,11 @@ def setup_cpu_distributed(tool: str,
     from mmengine.config import Config
     from mmengine.logging import print_log
 
-    from .mmdet_tools import mmdet_tool_path
+    from .openmmlab_tools import openmmlab_tool_path
 
     argv = sys.argv if argv is None else argv
     tool_globals = runpy.run_path(
-        mmdet_tool_path(tool), run_name='ce_mmdet_cpu_distributed')
+        openmmlab_tool_path(tool, package), run_name='ce_mmdet_cpu_distributed')
     saved_argv = sys.argv
     sys.argv = argv
     try:
