@@ -6,10 +6,5 @@ checkpoint initialises (``prefix='backbone.'``).
 """
 _base_ = './resnet18_shapes-cls.py'
 
-model = dict(
-    backbone=dict(
-        type='mmdet.CEResNet',
-        stage_with_ce=(True, True, True, False),
-        ce_cfg=dict(type='CE', group_size=16),
-        stem_ce_cfg=dict(type='CE', group_size=64),
-        ce_eval=False))
+# CE's defaults are the release's placement, as in the detection config.
+model = dict(backbone=dict(type='mmdet.CEResNet'))

@@ -11,19 +11,13 @@ statistics, nothing frozen), so its checkpoint initialises that detector
 with ``prefix='backbone.'``. ``ce-resnet18_shapes-cls.py`` only swaps in
 CE-ResNet-18.
 """
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-
-custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
+_base_ = '../_base_/cenet_imagenet_recipe.py'
 
 # ----------------------------------------------------------------- data
 data_root = 'data/shapes_cls/'
 image_size = 64
 classes = ('circle', 'square', 'star', 'triangle')  # sorted folder names
-data_preprocessor = dict(
-    num_classes=len(classes),
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    to_rgb=True)
+data_preprocessor = dict(num_classes=len(classes))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     # Crops keep most of the one object of an image.
@@ -36,48 +30,31 @@ train_pipeline = [
 ]
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 train_dataloader = dict(
-    batch_size=32,
     num_workers=2,
     dataset=dict(
-        type='ImageNet',
         data_root=data_root,
-        split='train',
         metainfo=dict(classes=classes),
-        pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+        pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=50,
     num_workers=2,
     dataset=dict(
-        type='ImageNet',
         data_root=data_root,
-        split='val',
         metainfo=dict(classes=classes),
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-val_evaluator = dict(type='Accuracy', topk=(1, ))
+        pipeline=test_pipeline))
+val_evaluator = dict(topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 # ---------------------------------------------------------------- model
+# The detection demo's backbone: BN with batch statistics, nothing frozen.
 model = dict(
-    type='ImageClassifier',
     backbone=dict(
-        type='mmdet.ResNet',
         depth=18,
-        out_indices=(3, ),
-        style='pytorch',
         frozen_stages=-1,
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=False),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=len(classes),
-        in_channels=512,
-        loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1,
-                  mode='original'),
-        topk=(1, )))
+    head=dict(num_classes=len(classes), in_channels=512, topk=(1, )))
 
 # ------------------------------------------------------------- schedule
 # AdamW, as the shapes detector. Telling shapes apart on these textures is
@@ -87,7 +64,7 @@ model = dict(
 # schedule: val top-1 30.0 / 33.8 / 49.8 / 62.5 after epochs 2 / 4 / 6 / 8.
 max_epochs = 8  # 125 iterations of 32 images each
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=5e-4, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
@@ -95,9 +72,7 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
          milestones=[6], gamma=0.1),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=2)
-val_cfg = dict()
-test_cfg = dict()
+train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 auto_scale_lr = dict(base_batch_size=32)
 
 # -------------------------------------------------------------- runtime
@@ -105,6 +80,6 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=25),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs,
                     max_keep_ckpts=1))
-env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
 custom_hooks = [dict(type='mmdet.TrainingDurationHook')]
