@@ -424,7 +424,8 @@ def free_port() -> int:
 
 def test_shell_launchers_are_executable() -> None:
     for script in ('train.py', 'test.py', 'dist_train.sh', 'dist_test.sh',
-                   'slurm_train.sh', 'slurm_test.sh'):
+                   'slurm_train.sh', 'slurm_test.sh', 'pretrain/train.py',
+                   'pretrain/test.py', 'pretrain/dist_train.sh'):
         assert os.access(TOOLS / script, os.X_OK), script
 
 
@@ -442,6 +443,17 @@ def test_dist_train_sh_runs_torchrun(tmp_path: Path) -> None:
         f'{TOOLS}/train.py', 'cfg.py', '--launcher', 'pytorch', '--amp',
         '--cfg-options', 'a.b=1 2'
     ]
+
+
+def test_pretrain_dist_train_sh_runs_mmpretrains_tool(tmp_path: Path) -> None:
+    args = recorded_call('pretrain/dist_train.sh',
+                         ['cfg.py', '8', '--auto-scale-lr'], tmp_path,
+                         'python')
+    assert args[-5:] == [
+        f'{TOOLS}/pretrain/train.py', 'cfg.py', '--launcher', 'pytorch',
+        '--auto-scale-lr'
+    ]
+    assert '--nproc_per_node=8' in args
 
 
 def test_dist_test_sh_runs_torchrun(tmp_path: Path) -> None:
@@ -463,6 +475,13 @@ def test_slurm_scripts_run_the_tools(tmp_path: Path) -> None:
     assert train[-6:] == [
         '-u', f'{TOOLS}/train.py', 'cfg.py', '--work-dir=work',
         '--launcher=slurm', '--amp'
+    ]
+    pretrain = recorded_call(
+        'slurm_train.sh', ['part', 'job', 'cfg.py', 'work'], tmp_path, 'srun',
+        env=dict(TRAIN_SCRIPT=f'{TOOLS}/pretrain/train.py'))
+    assert pretrain[-5:] == [
+        '-u', f'{TOOLS}/pretrain/train.py', 'cfg.py', '--work-dir=work',
+        '--launcher=slurm'
     ]
     test = recorded_call('slurm_test.sh',
                          ['part', 'job', 'cfg.py', 'ckpt.pth', '--tta'],

@@ -2,6 +2,8 @@
 # Training on a Slurm cluster, as MMDetection's tools/slurm_train.sh:
 # [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #     slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py arguments...]
+# TRAIN_SCRIPT: the training script (default: train.py beside this file;
+# tools/pretrain/train.py for MMPretrain pretraining).
 
 set -x
 
@@ -24,4 +26,4 @@ srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    python -u "$(dirname "$0")/train.py" ${CONFIG} --work-dir=${WORK_DIR} --launcher="slurm" ${PY_ARGS}
+    python -u "${TRAIN_SCRIPT:-$(dirname "$0")/train.py}" ${CONFIG} --work-dir=${WORK_DIR} --launcher="slurm" ${PY_ARGS}
