@@ -13,6 +13,7 @@ were; MMPretrain classifiers with every CE-ResNet depth and the comparison
 backbones; the ImageNet recipes of ``configs/pretrain/``; and a quick run of
 ``tools/run_demo.sh pretrain``.
 """
+import importlib
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from ce_mmdet.datasets import (SHAPES_CLASSIFICATION_CLASSES,
                                generate_shapes_classification_set)
@@ -36,12 +38,18 @@ CE_CLASSIFIER = CONFIG_DIR / 'pretrain' / 'shapes' / 'ce-resnet18_shapes-cls.py'
 CE_DETECTOR = CONFIG_DIR / 'shapes' / 'mask_rcnn_ce_r18_fpn_shapes_pretrained.py'
 
 
+def build_in_scope(scope: str, cfg: dict) -> torch.nn.Module:
+    """Build a model as a Runner with ``default_scope=scope`` does, whatever
+    scope earlier tests of the session left current."""
+    import ce_mmdet  # noqa: F401
+    registry = importlib.import_module(f'{scope}.registry')
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.MODELS.build(cfg)
+
+
 def build_classifier(backbone: dict, in_channels: int = 512,
                      num_classes: int = 4):
-    from mmpretrain.registry import MODELS
-
-    import ce_mmdet  # noqa: F401
-    return MODELS.build(dict(
+    return build_in_scope('mmpretrain', dict(
         type='ImageClassifier',
         backbone=dict(out_indices=(3, ), **backbone),
         neck=dict(type='GlobalAveragePooling'),
@@ -53,13 +61,11 @@ def build_classifier(backbone: dict, in_channels: int = 512,
 
 def build_detection_backbone(depth: int = 18, checkpoint: str | None = None,
                              prefix: str | None = 'backbone.', **kwargs):
-    from mmdet.registry import MODELS
-
     init_cfg = None if checkpoint is None else dict(
         type='Pretrained', checkpoint=checkpoint,
         **({} if prefix is None else dict(prefix=prefix)))
-    return MODELS.build(dict(type='CEResNet', depth=depth, init_cfg=init_cfg,
-                             **kwargs))
+    return build_in_scope('mmdet', dict(type='CEResNet', depth=depth,
+                                        init_cfg=init_cfg, **kwargs))
 
 
 def save_classifier(classifier, path: Path) -> str:
@@ -203,19 +209,16 @@ def test_classifier_checkpoint_initialises_the_detection_backbone(
         pretrained_classifier: dict) -> None:
     """The detection config's CE-ResNet-18 gets exactly the classifier's
     backbone: equal tensors and equal eval features."""
-    from mmdet.registry import MODELS as DET_MODELS
     from mmengine.runner import load_checkpoint
-    from mmpretrain.registry import MODELS as CLS_MODELS
 
-    import ce_mmdet  # noqa: F401
     checkpoint = pretrained_classifier['checkpoint']
     cls_cfg = Config.fromfile(str(CE_CLASSIFIER))
-    classifier = CLS_MODELS.build(cls_cfg.model)
+    classifier = build_in_scope('mmpretrain', cls_cfg.model)
     load_checkpoint(classifier, checkpoint, map_location='cpu', strict=True)
     det_cfg = Config.fromfile(str(CE_DETECTOR))
     assert det_cfg.model.backbone.init_cfg.prefix == 'backbone.'
     det_cfg.model.backbone.init_cfg.checkpoint = checkpoint
-    backbone = DET_MODELS.build(det_cfg.model.backbone)
+    backbone = build_in_scope('mmdet', det_cfg.model.backbone)
     backbone.init_weights()
     cls_state = classifier.backbone.state_dict()
     det_state = backbone.state_dict()
@@ -362,8 +365,7 @@ def test_imagenet_recipe_is_the_releases(path: Path) -> None:
                   cfg.val_dataloader.dataset.pipeline]
     assert ('ResizeEdge', 256) in test_steps
     assert ('CenterCrop', 224) in test_steps
-    from mmpretrain.registry import MODELS
-    classifier = MODELS.build(cfg.model)
+    classifier = build_in_scope('mmpretrain', cfg.model)
     assert type(classifier.backbone).__name__ == backbone.type.split('.')[1]
 
 
