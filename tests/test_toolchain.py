@@ -271,15 +271,21 @@ SHAPES_CE_CONFIG = CONFIGS / 'shapes' / 'mask_rcnn_ce_r18_fpn_shapes.py'
 
 
 def config_models_with_ce() -> dict[Path, dict]:
-    """The model of every config of ``configs/`` that has CE, one config per
-    distinct model (the 2x configs share their 1x config's)."""
+    """The model of every detection config of ``configs/`` that has CE, one
+    config per distinct architecture (the 2x configs share their 1x
+    config's, the ``*_pretrained`` ones differ only in the initial
+    weights)."""
     found: dict[Path, dict] = {}
+    architectures: list[dict] = []
     for path in sorted(CONFIGS.rglob('*.py')):
         if {'_base_', 'pretrain'} & set(path.relative_to(CONFIGS).parts):
             continue  # pretrain/: MMPretrain classifiers (test_pretraining)
         model = Config.fromfile(str(path)).model.to_dict()
-        if CE_TYPE.search(repr(model)) and model not in found.values():
+        architecture = copy.deepcopy(model)
+        architecture['backbone'].pop('init_cfg', None)
+        if CE_TYPE.search(repr(model)) and architecture not in architectures:
             found[path] = model
+            architectures.append(architecture)
     return found
 
 
