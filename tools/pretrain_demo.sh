@@ -69,13 +69,14 @@ if [[ $seed == 0 && $quick == 0 && -f work_dirs/$detector/eval_val.log ]]; then
 else
   scratch_reused=0
 fi
-expected=15
-[[ $scratch_reused == 0 ]] && expected=22
-[[ $quick == 1 ]] && expected=3
-say "expected: about $expected minutes on 2 idle CPU cores (slower machines up \
-to twice that): pretraining about 4, detection about 7$(
-  [[ $scratch_reused == 0 ]] && echo ', from scratch about 7 more')$(
-  [[ $scratch_reused == 1 ]] && echo "; from scratch: reusing $scratch_dir"). \
+expected=12
+[[ $scratch_reused == 0 ]] && expected=19
+[[ $quick == 1 ]] && expected=2
+say "expected: about $expected minutes on 2 idle CPU cores where run_demo.sh \
+takes 7 (pretraining about 3, detection about 7, evaluations and start-up \
+about 2$([[ $scratch_reused == 0 ]] && echo ', from scratch about 7 more')); \
+2.5 times that on a slower machine of this kind.$(
+  [[ $scratch_reused == 1 ]] && echo " From scratch: reusing $scratch_dir.") \
 Each training log prints the estimate measured here ('Expected duration')."
 
 declare -A took
