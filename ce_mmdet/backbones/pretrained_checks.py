@@ -22,13 +22,18 @@ MODEL_ZOO_PREFIXES = ('torchvision://', 'open-mmlab://', 'openmmlab://',
 """Checkpoint names of MMEngine's model zoos: plain (BN, ReLU) networks."""
 
 
-def pretrained_checkpoint(init_cfg) -> Optional[str]:
-    """The checkpoint of a ``Pretrained`` entry of ``init_cfg``, if any."""
+def _pretrained_entry(init_cfg) -> dict:
+    """The ``Pretrained`` entry of ``init_cfg`` (a dict or a list), or {}."""
     cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
     for cfg in cfgs:
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            return cfg.get('checkpoint')
-    return None
+            return cfg
+    return {}
+
+
+def pretrained_checkpoint(init_cfg) -> Optional[str]:
+    """The checkpoint of a ``Pretrained`` entry of ``init_cfg``, if any."""
+    return _pretrained_entry(init_cfg).get('checkpoint')
 
 
 def check_pretrained_source(init_cfg, network: str, fix: str) -> None:
@@ -85,11 +90,7 @@ def require_loaded(markers: Dict[str, Tensor], checkpoint: str,
 
 def pretrained_prefix(init_cfg) -> Optional[str]:
     """The ``prefix`` of a ``Pretrained`` entry of ``init_cfg``, if any."""
-    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    for cfg in cfgs:
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            return cfg.get('prefix')
-    return None
+    return _pretrained_entry(init_cfg).get('prefix')
 
 
 def load_pretrained_state_dict(checkpoint: str,
