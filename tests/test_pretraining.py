@@ -400,3 +400,22 @@ def test_pretrain_demo_quick(tmp_path: Path) -> None:
     numbers = [cell.strip() for cell in pretrained.split('|')[2:5]]
     assert all(float(n) >= 0 for n in numbers), numbers
     assert 'load backbone. in model from' in result.stdout
+
+
+def test_plugins_of_the_detector_may_be_new(
+        ce18_classifier_checkpoint: str) -> None:
+    """A detection CE-ResNet with an SE plugin starts from a CE classifier
+    without one: the SE tensors are new by design, the rest is loaded."""
+    backbone = build_detection_backbone(
+        18, ce18_classifier_checkpoint,
+        plugins=[dict(cfg=dict(type='SE', ratio=16),
+                      position='after_conv2')])
+    backbone.init_weights()
+    state = torch.load(ce18_classifier_checkpoint)['state_dict']
+    loaded = backbone.state_dict()
+    assert any('.se' in key for key in loaded)
+    for key, value in loaded.items():
+        if f'backbone.{key}' in state:
+            assert torch.equal(value, state[f'backbone.{key}']), key
+        else:
+            assert '.se' in key, key

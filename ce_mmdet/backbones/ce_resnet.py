@@ -1,7 +1,7 @@
 """CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
 import math
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
@@ -239,29 +239,25 @@ class CEResNet(ResNet):
             _check_local_checkpoints_exist(self.init_cfg)
             new_ce = check_ce_backbone_checkpoint(
                 self, checkpoint, pretrained_prefix(self.init_cfg),
-                is_ce_key=_is_ce_key, new_by_design=self._is_new_by_design,
+                is_ce_key=_is_ce_key, new_by_design=self._new_by_design(),
                 network=f'{type(self).__name__}-{self.depth}')
         super().init_weights()
         if new_ce:
             MMLogger.get_current_instance().info(
-                f'{type(self).__name__}: {checkpoint} is a plain ResNet; its '
-                f'{len(new_ce)} CE tensors keep their initial values '
-                f'(intentionally new): {", ".join(new_ce)}')
+                f'{type(self).__name__}: {checkpoint} is a plain ResNet; '
+                f'this network\'s {len(new_ce)} CE tensors keep their initial '
+                f'values (intentionally new): {", ".join(new_ce)}')
 
-    def _is_new_by_design(self, key: str) -> bool:
-        """Tensors a ResNet checkpoint need not hold: those of block plugins
-        (e.g. SE) and DCN offsets, which MMDetection initialises itself."""
-        if '.conv_offset.' in key:
-            return True
-        return any(key.startswith(prefix) for prefix in self._plugin_prefixes())
-
-    def _plugin_prefixes(self) -> List[str]:
-        prefixes = []
-        for name, module in self.named_modules():
-            for position in ('after_conv1', 'after_conv2', 'after_conv3'):
-                for plugin in getattr(module, f'{position}_plugin_names', ()):
-                    prefixes.append(f'{name}.{plugin}.')
-        return prefixes
+    def _new_by_design(self) -> Callable[[str], bool]:
+        """Whether a tensor may be missing from a ResNet checkpoint: those of
+        block plugins (e.g. SE) and DCN offsets, which MMDetection
+        initialises itself."""
+        plugin_prefixes = tuple(
+            f'{name}.{plugin}.' for name, module in self.named_modules()
+            for position in ('after_conv1', 'after_conv2', 'after_conv3')
+            for plugin in getattr(module, f'{position}_plugin_names', ()))
+        return lambda key: ('.conv_offset.' in key
+                            or key.startswith(plugin_prefixes))
 
 
 def _check_local_checkpoints_exist(init_cfg) -> None:
