@@ -148,7 +148,7 @@ def test_inhibited_channels_command_on_detector_and_backbone_checkpoints(
     assert '| CE |' in result.stdout and '| BN |' in result.stdout
     models = {m['name']: m for m in json.loads(
         (report / 'inhibited_channels.json').read_text())['models']}
-    assert models['CE']['meta']['checkpoint_kind'] == 'detector'
+    assert models['CE']['meta']['checkpoint_kind'] == 'whole model'
     assert models['BN']['meta']['checkpoint_kind'] == 'backbone'
     assert models['BN']['images'] == 3 and models['BN']['tau'] == 0.2
     assert sorted(p.name for p in report.iterdir()) == [
@@ -168,3 +168,32 @@ def test_inhibited_channels_command_refuses_a_mismatched_checkpoint(
     assert 'does not fit the backbone' in result.stdout
     assert 'backbone.stem_ce.gate_logit' in result.stdout
     assert not (tmp_path / 'report').exists()
+
+
+def test_cumulative_ablation_command_on_a_detector(comparison, tmp_path):
+    """channel_ablation.py on the CE detector trained above: the detector's
+    own evaluator scores it (bbox AP), --layers picks activation calls, and
+    the report is written; a bad --layers is a clear error."""
+    config = comparison['config_dir'] / 'mask_rcnn_ce_r18_fpn_shapes.py'
+    checkpoint = (comparison['out_dir'] / 'ce' /
+                  'last_checkpoint').read_text().strip()
+    out_dir = tmp_path / 'ablation'
+    result = run([TOOLS / 'channel_ablation.py', config, checkpoint,
+                  '--fractions', 0, 0.5, '--seeds', 0, '--layers', 'layer4',
+                  '--num-images', 2, '--out-dir', out_dir])
+    assert result.returncode == 0, result.stdout[-4000:]
+    curves = json.loads((out_dir / 'ablation.json').read_text())['curves']
+    assert [c['order'] for c in curves] == ['random', 'magnitude']
+    for curve in curves:
+        assert curve['metric'] == 'coco/bbox_mAP'
+        # ResNet-18's layer4: 2 blocks, each calling its relu twice
+        assert curve['layers'] == ['layer4.0.relu#0', 'layer4.0.relu#1',
+                                   'layer4.1.relu#0', 'layer4.1.relu#1']
+        assert all(0.0 <= v <= 1.0 for v in curve['values'][0])
+    assert (out_dir / 'ablation.png').is_file()
+    result = run([TOOLS / 'channel_ablation.py', config, checkpoint,
+                  '--layers', 'layer9', '--num-images', 1, '--out-dir',
+                  tmp_path / 'bad'])
+    assert result.returncode != 0
+    assert "--layers 'layer9' matches none" in result.stdout
+    assert not (tmp_path / 'bad' / 'ablation.json').exists()

@@ -41,9 +41,10 @@ ALL_CONFIGS = sorted(
     if '_base_' not in path.relative_to(CONFIG_DIR).parts)
 CONFIGS = [
     path for path in ALL_CONFIGS
-    if 'pretrain' not in path.relative_to(CONFIG_DIR).parts
+    if not {'pretrain', 'fig1'} & set(path.relative_to(CONFIG_DIR).parts)
 ]
-"""The detection configs (``configs/pretrain/``: test_pretraining.py)."""
+"""The detection configs (the classifiers: ``configs/pretrain/`` in
+test_pretraining.py, ``configs/fig1/`` in test_fig1_tools.py)."""
 COCO_CONFIGS = [
     path for path in CONFIGS
     if 'shapes' not in path.relative_to(CONFIG_DIR).parts

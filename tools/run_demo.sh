@@ -16,6 +16,9 @@
 #        bash tools/run_demo.sh pretrain [ce|plain]
 #   pretrain the backbone with MMPretrain on a generated classification set
 #   first, then detect (tools/pretrain_demo.sh)
+#        bash tools/run_demo.sh fig1
+#   the paper's Fig. 1 on classifiers: inhibited channels and cumulative
+#   ablation of VGG pairs without / with CE (tools/fig1_demo.sh)
 #        bash tools/run_demo.sh compare [VARIANT ...]   (compare_blocks.py)
 # Environment: MODEL (instead of the argument), NUM_VIS (val images drawn,
 # default 8), CE_MMDET_VENV (see tools/setup_env.sh).
@@ -38,6 +41,14 @@ fi
 if [[ ${1:-} == pretrain ]]; then
   shift
   exec bash tools/pretrain_demo.sh "$@"
+fi
+
+# `fig1`: the paper's Fig. 1 on classifiers: train the pairs without / with
+# CE, measure inhibited channels and cumulative ablation (see
+# tools/fig1_demo.sh).
+if [[ ${1:-} == fig1 ]]; then
+  shift
+  exec bash tools/fig1_demo.sh "$@"
 fi
 
 model=${1:-${MODEL:-ce}}

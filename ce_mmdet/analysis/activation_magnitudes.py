@@ -22,6 +22,21 @@ that are off almost everywhere, not merely sparse ones, and a channel with
 a tenth of the average magnitude carries about a tenth of an average
 channel's signal into the next convolution. The paper's own threshold is not
 in our materials; pass ``tau`` to compare with other choices.
+
+Two absolute criteria are measured beside it (a relative threshold can call
+half of a layer inhibited when a few channels are very large, and none when
+all are equally small):
+
+* **dead**: ``max |y[n, c, h, w]| == 0`` over every position of every image
+  evaluated: the channel is exactly zero on all inputs (a ReLU channel
+  whose pre-activation is never positive). It contributes nothing at all.
+  ELU and LeakyReLU channels are never exactly zero: this criterion is for
+  ReLU networks.
+* **small**: ``m_c <= epsilon`` (default :data:`DEFAULT_EPSILON` = 0.01):
+  mean magnitude below a constant, on the scale of features normalised to
+  unit variance (a BN+ReLU channel with ``gamma = 1, beta = 0`` has
+  ``m_c ~ 0.40``; ``m_c = 0.01`` needs ``beta / gamma ~ -2.0``, active at
+  about 2% of the positions).
 """
 from __future__ import annotations
 
@@ -35,6 +50,13 @@ from .model_structure import ActivationCallCounter, activation_modules
 DEFAULT_TAU = 0.1
 """Default relative threshold of :func:`inhibited_share` (see module doc)."""
 
+DEFAULT_EPSILON = 0.01
+"""Default absolute threshold of the *small* criterion (see module doc)."""
+
+CRITERIA = ('inhibited', 'dead', 'small')
+"""The per-channel criteria, in table order: relative (``tau``), exactly
+zero everywhere, mean magnitude below ``epsilon``."""
+
 
 @dataclass
 class ActivationMagnitude:
@@ -45,15 +67,23 @@ class ActivationMagnitude:
         channels: C.
         images: how many images were averaged.
         channel_mean_magnitude: ``m_c``, C floats.
+        channel_max_magnitude: ``max |y|`` per channel over every position
+            of every image, C floats.
         inhibited: how many channels have ``m_c <= tau * mean(m)``.
         share: ``inhibited / channels``.
+        dead: how many channels are exactly zero everywhere.
+        small: how many channels have ``m_c <= epsilon``.
     """
     key: str
     channels: int
     images: int
     channel_mean_magnitude: list[float] = field(repr=False)
+    channel_max_magnitude: list[float] = field(repr=False,
+                                               default_factory=list)
     inhibited: int = 0
     share: float = 0.0
+    dead: int = 0
+    small: int = 0
 
 
 def inhibited_mask(channel_magnitude: Tensor, tau: float) -> Tensor:
@@ -69,6 +99,19 @@ def inhibited_mask(channel_magnitude: Tensor, tau: float) -> Tensor:
 def inhibited_share(channel_magnitude: Tensor, tau: float) -> float:
     """Share of the C channels of ``channel_magnitude`` (C,) inhibited."""
     return float(inhibited_mask(channel_magnitude, tau).float().mean())
+
+
+def dead_mask(channel_max_magnitude: Tensor) -> Tensor:
+    """Boolean (C,): the channel is exactly zero on every input
+    (``max |y| == 0``)."""
+    return channel_max_magnitude == 0
+
+
+def small_mask(channel_magnitude: Tensor, epsilon: float) -> Tensor:
+    """Boolean (C,): ``m_c <= epsilon``."""
+    if epsilon < 0:
+        raise ValueError(f'epsilon must be >= 0, got {epsilon}')
+    return channel_magnitude <= epsilon
 
 
 class ActivationMagnitudeRecorder:
@@ -87,6 +130,7 @@ class ActivationMagnitudeRecorder:
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
         self._sums: dict[str, Tensor] = {}
+        self._maxima: dict[str, Tensor] = {}
         self._images: dict[str, int] = {}
         self._handles: list = []
         self._counter = ActivationCallCounter(backbone)
@@ -108,18 +152,27 @@ class ActivationMagnitudeRecorder:
         key = f'{name}#{self._counter.next_index(name)}'
         if not isinstance(output, Tensor) or output.dim() < 2:
             return
-        # (N, C, ...) -> per image and channel, mean |y| over the positions
-        per_image = output.detach().abs().float().flatten(2).mean(-1) \
-            if output.dim() > 2 else output.detach().abs().float()
+        # (N, C, ...) -> per image and channel: mean and max |y| over the
+        # positions
+        magnitude = output.detach().abs().float()
+        if magnitude.dim() == 2:
+            magnitude = magnitude[..., None]
+        per_image = magnitude.flatten(2).mean(-1)
+        maximum = magnitude.transpose(0, 1).flatten(1).amax(-1)
         if key in self._sums:
             self._sums[key] += per_image.sum(0)
+            self._maxima[key] = torch.maximum(self._maxima[key], maximum)
             self._images[key] += per_image.shape[0]
         else:
             self._sums[key] = per_image.sum(0)
+            self._maxima[key] = maximum
             self._images[key] = per_image.shape[0]
 
-    def magnitudes(self, tau: float) -> dict[str, ActivationMagnitude]:
-        """``key -> ActivationMagnitude`` in the order of the first forward."""
+    def magnitudes(self, tau: float, epsilon: float = DEFAULT_EPSILON
+                   ) -> dict[str, ActivationMagnitude]:
+        """``key -> ActivationMagnitude`` in the order of the first forward,
+        with the three criteria (``tau`` relative, dead, ``epsilon``
+        absolute; see the module doc)."""
         results = {}
         for key, total in self._sums.items():
             mean = total / self._images[key]
@@ -127,5 +180,8 @@ class ActivationMagnitudeRecorder:
             results[key] = ActivationMagnitude(
                 key=key, channels=mean.numel(), images=self._images[key],
                 channel_mean_magnitude=[float(v) for v in mean],
-                inhibited=int(mask.sum()), share=float(mask.float().mean()))
+                channel_max_magnitude=[float(v) for v in self._maxima[key]],
+                inhibited=int(mask.sum()), share=float(mask.float().mean()),
+                dead=int(dead_mask(self._maxima[key]).sum()),
+                small=int(small_mask(mean, epsilon).sum()))
         return results

@@ -18,10 +18,12 @@ from torch import Tensor, nn
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
-def val_split_images(cfg: Config, model: nn.Module,
-                     num_images: int) -> Iterator[Tensor]:
+def val_split_images(cfg: Config, model: nn.Module, num_images: int,
+                     evenly_spaced: bool = False) -> Iterator[Tensor]:
     """The first ``num_images`` images of the config's ``val_dataloader``
     (``test_dataloader`` if it has none), preprocessed: (1, 3, H, W) each.
+    ``evenly_spaced``: ``num_images`` images evenly spaced over the split
+    instead (a classification split is listed class by class).
 
     Raises:
         FileNotFoundError: if the split's annotation file is missing.
@@ -44,13 +46,28 @@ def val_split_images(cfg: Config, model: nn.Module,
                 'generate the data set (for the shapes configs: '
                 'tools/generate_shapes_dataset.py or tools/run_demo.sh), '
                 'or pass a folder of images instead (--image-dir)')
-    dataset_cfg['indices'] = num_images
+    dataset_cfg['indices'] = subset_indices(dataset_cfg, num_images,
+                                            evenly_spaced)
     loader_cfg.update(batch_size=1, num_workers=0, persistent_workers=False)
     loader_cfg.pop('batch_sampler', None)
     loader_cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
     loader = Runner.build_dataloader(loader_cfg)
     for batch in loader:
         yield model.data_preprocessor(batch, False)['inputs']
+
+
+def subset_indices(dataset_cfg: dict, num_images: int,
+                   evenly_spaced: bool) -> int | list[int]:
+    """The ``indices`` of a dataset config that keep ``num_images`` images:
+    the first ones, or ``evenly_spaced`` over the split (then the dataset is
+    built once to learn its length; its scope must be current)."""
+    if not evenly_spaced:
+        return num_images
+    from mmengine.registry import DATASETS
+    length = len(DATASETS.build(copy.deepcopy(dataset_cfg)))
+    count = min(num_images, length)
+    return sorted({round(i * (length - 1) / max(count - 1, 1))
+                   for i in range(count)})
 
 
 def folder_images(cfg: Config, model: nn.Module, image_dir: str,

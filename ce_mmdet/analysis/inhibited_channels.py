@@ -7,7 +7,9 @@
   them and for those feeding an activation (:mod:`.model_structure`);
 * inhibited channels after every activation call
   (:mod:`.activation_magnitudes`), per call, block, stage and overall (trunk
-  activations only);
+  activations only), by the relative criterion (``tau``) and the two
+  absolute ones (dead: zero on every input; small: mean magnitude at most
+  ``epsilon``);
 * CE's gate and IR weight spread (:mod:`.ce_gates`).
 
 The result, :class:`ModelAnalysis`, is plain data: ``dataclasses.asdict``
@@ -21,7 +23,8 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from .activation_magnitudes import ActivationMagnitudeRecorder
+from .activation_magnitudes import (CRITERIA, DEFAULT_EPSILON,
+                                    ActivationMagnitudeRecorder)
 from .beta_signs import NormLayerBeta, norm_layer_betas, pooled_share
 from .ce_gates import CELayerStatistics, CEStatisticsRecorder
 from .model_structure import check_readable, trace_activation_calls
@@ -40,6 +43,8 @@ class ActivationCallResult:
     inhibited: int
     share: float
     channel_mean_magnitude: list[float] = field(repr=False)
+    dead: int = 0
+    small: int = 0
 
 
 @dataclass
@@ -48,7 +53,8 @@ class ModelAnalysis:
 
     ``beta_nonpositive`` and ``inhibited`` hold the channel-weighted shares
     ``{'overall': float or None, 'by_stage': {stage: float}, ...}``;
-    ``inhibited['by_block']`` likewise per block.
+    ``inhibited['by_block']`` likewise per block; ``dead`` and ``small``
+    the same for the absolute criteria.
     """
     name: str
     backbone: str
@@ -60,6 +66,9 @@ class ModelAnalysis:
     beta_nonpositive: dict
     beta_nonpositive_feeding: dict
     inhibited: dict
+    dead: dict = field(default_factory=dict)
+    small: dict = field(default_factory=dict)
+    epsilon: float = DEFAULT_EPSILON
     meta: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -69,7 +78,8 @@ class ModelAnalysis:
 @torch.no_grad()
 def analyze_backbone(backbone: nn.Module, images: Iterable[Tensor],
                      tau: float, name: str = 'model',
-                     meta: Optional[dict] = None) -> ModelAnalysis:
+                     meta: Optional[dict] = None,
+                     epsilon: float = DEFAULT_EPSILON) -> ModelAnalysis:
     """Run the analysis of one backbone on preprocessed images.
 
     Args:
@@ -79,13 +89,16 @@ def analyze_backbone(backbone: nn.Module, images: Iterable[Tensor],
         tau: relative threshold of inhibited channels.
         name: the model's label in tables and plots.
         meta: extra JSON-able facts to keep (config, checkpoint...).
+        epsilon: absolute threshold of the *small* criterion.
 
     Raises:
         UnreadableModelError: no norm layer or no activation module.
-        ValueError: no image, or tau < 0.
+        ValueError: no image, or tau < 0, or epsilon < 0.
     """
     if tau < 0:
         raise ValueError(f'tau must be >= 0, got {tau}')
+    if epsilon < 0:
+        raise ValueError(f'epsilon must be >= 0, got {epsilon}')
     check_readable(backbone)
     iterator = iter(images)
     first = next(iterator, None)
@@ -101,7 +114,7 @@ def analyze_backbone(backbone: nn.Module, images: Iterable[Tensor],
         for batch in _chain(first, iterator):
             backbone(batch)
             count += batch.shape[0]
-    magnitudes = activations.magnitudes(tau)
+    magnitudes = activations.magnitudes(tau, epsilon)
     results = []
     for call in calls:
         measured = magnitudes.get(call.key)
@@ -112,7 +125,8 @@ def analyze_backbone(backbone: nn.Module, images: Iterable[Tensor],
             trunk=call.trunk, fed_by=call.fed_by,
             channels=measured.channels, inhibited=measured.inhibited,
             share=measured.share,
-            channel_mean_magnitude=measured.channel_mean_magnitude))
+            channel_mean_magnitude=measured.channel_mean_magnitude,
+            dead=measured.dead, small=measured.small))
     return ModelAnalysis(
         name=name, backbone=type(backbone).__name__, tau=tau, images=count,
         norm_layers=norms, activations=results,
@@ -121,29 +135,37 @@ def analyze_backbone(backbone: nn.Module, images: Iterable[Tensor],
         beta_nonpositive_feeding=pooled_share(
             [n for n in norms if n.feeds_activation]),
         inhibited=pooled_inhibited_share(results),
-        meta=dict(meta or {}))
+        dead=pooled_inhibited_share(results, 'dead'),
+        small=pooled_inhibited_share(results, 'small'),
+        epsilon=epsilon, meta=dict(meta or {}))
 
 
-def pooled_inhibited_share(results: list[ActivationCallResult]) -> dict:
-    """Channel-weighted inhibited shares of the trunk activation calls.
+def pooled_inhibited_share(results: list[ActivationCallResult],
+                           criterion: str = 'inhibited') -> dict:
+    """Channel-weighted shares of the trunk activation calls' channels that
+    meet ``criterion`` (one of :data:`CRITERIA`).
 
     Returns:
         ``{'overall', 'by_stage', 'by_block', 'channels'}``; the overall
         share is None when no trunk activation was measured.
     """
+    if criterion not in CRITERIA:
+        raise ValueError(f'criterion must be one of {CRITERIA}, got '
+                         f'{criterion!r}')
     trunk = [r for r in results if r.trunk]
 
     def pool(key) -> dict:
         groups: dict[str, list[int]] = {}
         for result in trunk:
             counts = groups.setdefault(key(result), [0, 0])
-            counts[0] += result.inhibited
+            counts[0] += getattr(result, criterion)
             counts[1] += result.channels
         return {group: n / c for group, (n, c) in groups.items()}
 
     total = sum(r.channels for r in trunk)
+    met = sum(getattr(r, criterion) for r in trunk)
     return dict(
-        overall=(sum(r.inhibited for r in trunk) / total if total else None),
+        overall=(met / total if total else None),
         by_stage=pool(lambda r: r.stage),
         by_block=pool(lambda r: r.block),
         channels=total)
@@ -163,7 +185,9 @@ def summary_table(analyses: list[ModelAnalysis]) -> str:
                 stages.append(stage)
     header = ['model', 'beta<=0 (feeding act.)', 'beta<=0 (all norms)',
               f'inhibited (tau={analyses[0].tau:g})' if analyses else
-              'inhibited'] + [f'inhibited {s}' for s in stages] + [
+              'inhibited', 'dead (zero on every input)',
+              f'small (m <= {analyses[0].epsilon:g})' if analyses else
+              'small'] + [f'inhibited {s}' for s in stages] + [
                   'CE gate lambda (mean)']
     lines = ['| ' + ' | '.join(header) + ' |',
              '|' + '---|' * len(header)]
@@ -174,6 +198,8 @@ def summary_table(analyses: list[ModelAnalysis]) -> str:
             format_percent(analysis.beta_nonpositive_feeding['overall']),
             format_percent(analysis.beta_nonpositive['overall']),
             format_percent(analysis.inhibited['overall']),
+            format_percent(analysis.dead.get('overall')),
+            format_percent(analysis.small.get('overall')),
         ] + [
             format_percent(analysis.inhibited['by_stage'].get(s))
             for s in stages
@@ -215,11 +241,14 @@ def layer_table(analysis: ModelAnalysis) -> str:
                      f'{"yes" if n.trainable else "no (frozen)"} |')
     lines += ['', f'### {analysis.name}: activation calls '
               f'(tau={analysis.tau:g}, {analysis.images} images)', '',
-              '| activation call | block | trunk | C | inhibited | fed by |',
-              '|---|---|---|---|---|---|']
+              '| activation call | block | trunk | C | inhibited | dead | '
+              'small | fed by |',
+              '|---|---|---|---|---|---|---|---|']
     for a in analysis.activations:
         lines.append(f'| {a.key} | {a.block} | {"yes" if a.trunk else "no"} '
                      f'| {a.channels} | {format_percent(a.share)} | '
+                     f'{format_percent(a.dead / a.channels)} | '
+                     f'{format_percent(a.small / a.channels)} | '
                      f'{", ".join(a.fed_by) or "-"} |')
     if analysis.ce_layers:
         lines += ['', f'### {analysis.name}: CE layers', '',

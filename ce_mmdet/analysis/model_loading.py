@@ -1,4 +1,8 @@
-"""Build a detector from its config and load a checkpoint into it, checked.
+"""Build a model from its config and load a checkpoint into it, checked.
+
+The model is an MMDetection detector, or any model of another OpenMMLab
+scope (e.g. an MMPretrain ``ImageClassifier`` of ``configs/pretrain/``):
+:func:`build_model` reads the config's ``default_scope``.
 
 MMDetection's ``init_detector`` loads checkpoints with ``strict=False``: a
 checkpoint of another architecture (a plain ResNet's into a CE-ResNet
@@ -8,8 +12,9 @@ must match exactly, and a mismatch is an error that names the keys.
 
 Two kinds of checkpoint are accepted:
 
-* a detector's (MMEngine's ``state_dict`` with ``backbone.``, ``neck.``...
-  keys): loaded into the whole detector;
+* a whole model's (MMEngine's ``state_dict`` with ``backbone.``,
+  ``neck.``... keys: a detector's or a classifier's): loaded into the whole
+  model;
 * a backbone's alone (e.g. a CENet checkpoint converted by
   ``tools/model_converters/cenet2mmdet.py``: ``conv1.weight``,
   ``stem_ce.*``...): loaded into ``model.backbone``.
@@ -41,6 +46,30 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
+    """The config's model, in eval mode, without pretrained weights: a
+    detector (:func:`build_detector`) when the config's ``default_scope`` is
+    ``mmdet`` or unset, else the model of that scope (e.g. ``mmpretrain``),
+    built as MMEngine's Runner builds it (``custom_imports`` imported)."""
+    scope = cfg.get('default_scope') or 'mmdet'
+    if scope == 'mmdet':
+        return build_detector(cfg, device=device)
+    import importlib
+
+    from mmengine.registry import DefaultScope
+    from mmengine.utils import import_modules_from_strings
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    model_cfg = cfg.model.copy()
+    backbone_cfg = model_cfg.get('backbone')
+    if backbone_cfg is not None and 'init_cfg' in backbone_cfg:
+        backbone_cfg.init_cfg = None
+    registry = importlib.import_module(f'{scope}.registry')
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.MODELS.build(model_cfg)
+    return model.to(device).eval()
 
 
 def build_detector(cfg: Config, device: str = 'cpu') -> nn.Module:
@@ -91,11 +120,11 @@ def read_state_dict(checkpoint: str) -> dict[str, torch.Tensor]:
 
 def load_checked_checkpoint(model: nn.Module, checkpoint: str,
                             config_name: str = 'the config') -> str:
-    """Load ``checkpoint`` into ``model`` (a detector); the backbone's keys
-    and shapes must match exactly.
+    """Load ``checkpoint`` into ``model`` (a detector or a classifier); the
+    backbone's keys and shapes must match exactly.
 
     Returns:
-        ``'detector'`` or ``'backbone'``: what the checkpoint held.
+        ``'whole model'`` or ``'backbone'``: what the checkpoint held.
 
     Raises:
         FileNotFoundError, CheckpointMismatchError: with the keys at fault.
@@ -104,7 +133,7 @@ def load_checked_checkpoint(model: nn.Module, checkpoint: str,
     backbone = getattr(model, 'backbone', None)
     whole = any(key.startswith('backbone.') for key in state)
     if whole or backbone is None:
-        target, kind, prefix = model, 'detector', 'backbone.'
+        target, kind, prefix = model, 'whole model', 'backbone.'
     else:
         target, kind, prefix = backbone, 'backbone', ''
     expected = target.state_dict()
@@ -134,7 +163,7 @@ def load_checked_checkpoint(model: nn.Module, checkpoint: str,
             'config, a plain ResNet checkpoint a ResNet one).')
     others = [k for k in expected if not k.startswith(prefix)
               and k not in state]
-    if others and kind == 'detector':
+    if others and kind == 'whole model':
         warnings.warn(
             f'{checkpoint}: {len(others)} weights outside the backbone are '
             'not in the checkpoint (only the backbone is analysed).')

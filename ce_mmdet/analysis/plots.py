@@ -1,4 +1,5 @@
-"""PNG plots of inhibited-channel analyses: per-layer bars, one colour per model.
+"""PNG plots of inhibited-channel analyses (per-layer bars, one colour per
+model) and of cumulative ablation curves.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no GUI
 backend: the Agg canvas renders them) and written atomically.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from .channel_ablation import AblationCurve
 from .inhibited_channels import ModelAnalysis, format_percent
 from .output_files import save_figure
 
@@ -114,5 +116,36 @@ def plot_ce_layers(analyses: list[ModelAnalysis], path: str) -> Optional[str]:
             len(a.ce_layers))),
         'std of IR weights over channels',
         'Instance reweighting: spread of its weights a (mean over images)')
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_ablation_curves(curves: list[AblationCurve], path: str,
+                         title: Optional[str] = None) -> str:
+    """Score against the fraction of channels dropped, one colour per model:
+    the random order's mean over seeds (solid, its min-max shaded) and the
+    smallest-magnitude-first order (dashed), as in the paper's Fig. 1(c)."""
+    figure, (axis, ) = _figure(7.5, 5)
+    colours: dict[str, str] = {}
+    for curve in curves:
+        colour = colours.setdefault(curve.name, f'C{len(colours) % 10}')
+        if curve.order == 'random':
+            axis.plot(curve.fractions, curve.mean, '-o', color=colour,
+                      markersize=3,
+                      label=f'{curve.name}: random ({len(curve.seeds)} '
+                      'seeds)')
+            if len(curve.values) > 1:
+                axis.fill_between(curve.fractions, curve.lowest,
+                                  curve.highest, color=colour, alpha=0.2)
+        else:
+            axis.plot(curve.fractions, curve.mean, '--s', color=colour,
+                      markersize=3,
+                      label=f'{curve.name}: smallest magnitude first')
+    metrics = sorted({curve.metric for curve in curves})
+    axis.set_xlabel('fraction of channels zeroed in every ablated layer')
+    axis.set_ylabel(', '.join(metrics))
+    axis.set_title(title or 'Cumulative ablation')
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)

@@ -194,19 +194,54 @@ def _regular_vertices(cx: float, cy: float, radii: np.ndarray,
                     axis=1)
 
 
-def _shape_vertices(category_id: int, cx: float, cy: float, radius: float,
+# Shapes beyond the detection set's four (the 10-class classification set):
+# regular polygons by their number of sides, stars by their number of points
+# and the range of their inner radius (a fraction of the outer one).
+_POLYGON_SIDES = {'triangle': 3, 'square': 4, 'pentagon': 5, 'hexagon': 6}
+_STAR_POINTS = {'four_point_star': (4, (0.3, 0.45)), 'star': (5, (0.38, 0.55)),
+                'six_point_star': (6, (0.45, 0.6))}
+CROSS_ARM_HALF_WIDTH = (0.22, 0.36)  # fraction of the circumradius
+SHAPE_NAMES = ('circle', 'cross', 'four_point_star', 'hexagon', 'pentagon',
+               'semicircle', 'six_point_star', 'square', 'star', 'triangle')
+"""Every shape the generators draw, sorted."""
+
+
+def _rotated(cx: float, cy: float, points: np.ndarray,
+             rotation: float) -> np.ndarray:
+    """``points`` (K, 2) around the origin, rotated and moved to (cx, cy)."""
+    cos, sin = np.cos(rotation), np.sin(rotation)
+    return np.stack([cx + cos * points[:, 0] - sin * points[:, 1],
+                     cy + sin * points[:, 0] + cos * points[:, 1]], axis=1)
+
+
+def _shape_vertices(name: str, cx: float, cy: float, radius: float,
                     rotation: float,
                     rng: np.random.Generator) -> np.ndarray | None:
-    """Polygon of a shape of circumradius ``radius``; None for the circle."""
-    name = SHAPES_CLASSES[category_id - 1]
+    """Polygon of the shape ``name`` (one of :data:`SHAPE_NAMES`) of
+    circumradius ``radius``; None for the circle."""
     if name == 'circle':
         return None
-    if name == 'square':
-        return _regular_vertices(cx, cy, np.full(4, radius), rotation)
-    if name == 'triangle':
-        return _regular_vertices(cx, cy, np.full(3, radius), rotation)
-    inner = radius * rng.uniform(0.38, 0.55)
-    return _regular_vertices(cx, cy, np.tile([radius, inner], 5), rotation)
+    if name in _POLYGON_SIDES:
+        return _regular_vertices(cx, cy, np.full(_POLYGON_SIDES[name], radius),
+                                 rotation)
+    if name in _STAR_POINTS:
+        points, inner_range = _STAR_POINTS[name]
+        inner = radius * rng.uniform(*inner_range)
+        return _regular_vertices(cx, cy, np.tile([radius, inner], points),
+                                 rotation)
+    if name == 'cross':  # a plus sign whose arm corners lie on the circle
+        w = radius * rng.uniform(*CROSS_ARM_HALF_WIDTH)
+        arm = np.sqrt(radius**2 - w**2)
+        quarter = np.array([[arm, -w], [arm, w], [w, w]])
+        turns = [quarter @ np.array([[np.cos(a), np.sin(a)],
+                                     [-np.sin(a), np.cos(a)]])
+                 for a in np.arange(4) * np.pi / 2]
+        return _rotated(cx, cy, np.concatenate(turns), rotation)
+    if name == 'semicircle':  # the flat side through the centre
+        angles = np.linspace(0, np.pi, 25)
+        return _rotated(cx, cy, radius * np.stack(
+            [np.cos(angles), np.sin(angles)], axis=1), rotation)
+    raise ValueError(f'unknown shape {name!r}; known: {SHAPE_NAMES}')
 
 
 def _random_object(
@@ -215,12 +250,16 @@ def _random_object(
         width: int,
         background_colour: np.ndarray,
         category_id: int | None = None,
-        radius_range: tuple[float, float] = OBJECT_RADIUS_RANGE
-) -> _PaintedObject:
+        radius_range: tuple[float, float] = OBJECT_RADIUS_RANGE,
+        shape: str | None = None) -> _PaintedObject:
     """A shape of random size, rotation, position and texture, of class
-    ``category_id`` (1-based; random when None) and circumradius drawn from
-    ``radius_range`` (fractions of the shorter image side)."""
-    if category_id is None:
+    ``category_id`` (1-based, in :data:`SHAPES_CLASSES`; random when None)
+    and circumradius drawn from ``radius_range`` (fractions of the shorter
+    image side). ``shape`` (one of :data:`SHAPE_NAMES`) draws that shape
+    instead of ``category_id``'s; ``category_id`` is then 0."""
+    if shape is not None:
+        category_id = 0
+    elif category_id is None:
         category_id = int(rng.integers(1, len(SHAPES_CLASSES) + 1))
     short_side = min(height, width)
     radius = max(rng.uniform(*radius_range) * short_side, MIN_OBJECT_RADIUS_PX)
@@ -228,7 +267,9 @@ def _random_object(
     cx = rng.uniform(radius + 1, width - radius - 1)
     cy = rng.uniform(radius + 1, height - radius - 1)
     rotation = rng.uniform(0, 2 * np.pi)
-    vertices = _shape_vertices(category_id, cx, cy, radius, rotation, rng)
+    if shape is None:
+        shape = SHAPES_CLASSES[category_id - 1]
+    vertices = _shape_vertices(shape, cx, cy, radius, rotation, rng)
 
     rows = slice(max(int(np.floor(cy - radius)) - 1, 0),
                  min(int(np.ceil(cy + radius)) + 1, height))

@@ -1,4 +1,5 @@
-"""CE layers and the blocks CE is compared with (SE, Gather-Excite, Network
+"""CE layers (CE, SyncCE, BN+CE as ``'BNCE'``, any norm + CE as
+``'NormCE'``) and the blocks CE is compared with (SE, Gather-Excite, Network
 Deconvolution), registered in MMDetection's and MMEngine's MODELS
 registries."""
 from .batch_norm_ce import BatchNormCE
@@ -9,6 +10,7 @@ from .channel_equilibrium import (ChannelEquilibrium, InstanceReweighting,
 from .gather_excite import (DepthwiseGather, GatherExcite, GETheta,
                             GEThetaMinus, GEThetaPlus)
 from .network_deconvolution import FastDeconv, newton_schulz_isqrt
+from .norm_ce import NormCE
 from .squeeze_excitation import SqueezeExcitation
 from .sync_channel_equilibrium import (SyncChannelEquilibrium,
                                        convert_sync_channel_equilibrium)
@@ -16,7 +18,7 @@ from .sync_channel_equilibrium import (SyncChannelEquilibrium,
 __all__ = [
     'BatchNormCE', 'ChannelEquilibrium', 'DepthwiseGather', 'FastDeconv',
     'GETheta', 'GEThetaMinus', 'GEThetaPlus', 'GatherExcite',
-    'InstanceReweighting', 'SqueezeExcitation', 'SyncChannelEquilibrium',
+    'InstanceReweighting', 'NormCE', 'SqueezeExcitation', 'SyncChannelEquilibrium',
     'convert_sync_channel_equilibrium', 'is_foldable_batch_norm',
     'is_frozen_batch_norm',
     'newton_schulz_isqrt', 'newton_whitening', 'resolve_group_size'

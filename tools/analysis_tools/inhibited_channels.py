@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Inhibited channels of trained models: the paper's evidence on demand.
 
-For each model (a config and its checkpoint: a detector's, or a backbone's
+For each model (a config and its checkpoint: a detector's, a classifier's
+trained with ``configs/pretrain/`` or ``configs/fig1/``, or a backbone's
 alone such as a converted CENet checkpoint), measures on its backbone:
 
 * per norm layer, the share of channels with beta_c <= 0 (the paper's
@@ -10,7 +11,9 @@ alone such as a converted CENet checkpoint), measures on its backbone:
 * per activation call (one ReLU module called several times per block is
   told apart by call index: ``layer1.0.relu#0``, ``#1``...), each channel's
   mean magnitude after the activation on N images, and the share of
-  channels at most tau times the layer's mean (inhibited channels);
+  channels at most tau times the layer's mean (inhibited channels), beside
+  two absolute criteria: channels exactly zero on every input (dead) and
+  channels of mean magnitude at most epsilon (small);
 * per CE layer, the gate lambda = sigmoid(w) and the spread of IR's weights.
 
 Prints the summary table and writes ``summary.md``,
@@ -39,7 +42,8 @@ except ImportError:  # not installed: use the checkout this script is in
 
 from mmengine.config import DictAction  # noqa: E402
 
-from ce_mmdet.analysis import DEFAULT_TAU, summary_table  # noqa: E402
+from ce_mmdet.analysis import (DEFAULT_EPSILON, DEFAULT_TAU,  # noqa: E402
+                               summary_table)
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
     DEFAULT_NUM_IMAGES, analyze_checkpoint, write_report)
 from ce_mmdet.analysis.model_loading import CheckpointMismatchError  # noqa: E402
@@ -72,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         'activation is at most tau times the layer\'s mean (default: '
         '%(default)s; see ce_mmdet/analysis/activation_magnitudes.py)')
     parser.add_argument(
+        '--epsilon', type=float, default=DEFAULT_EPSILON,
+        help='a channel is small when its mean magnitude after the '
+        'activation is at most epsilon (default: %(default)s)')
+    parser.add_argument(
         '--out-dir', default='work_dirs/inhibited_channels',
         help='where to write the report (default: %(default)s)')
     parser.add_argument('--device', default='cpu', help='default: cpu')
@@ -93,6 +101,8 @@ def main() -> None:
         names = [f'{i + 1}:{name}' for i, name in enumerate(names)]
     if args.tau < 0:
         parser.error(f'--tau must be >= 0, got {args.tau}')
+    if args.epsilon < 0:
+        parser.error(f'--epsilon must be >= 0, got {args.epsilon}')
     if args.num_images < 1:
         parser.error(f'--num-images must be >= 1, got {args.num_images}')
     analyses = []
@@ -101,7 +111,7 @@ def main() -> None:
             analyses.append(analyze_checkpoint(
                 config, checkpoint, args.tau, num_images=args.num_images,
                 image_dir=args.image_dir, cfg_options=args.cfg_options,
-                device=args.device, name=name))
+                device=args.device, name=name, epsilon=args.epsilon))
         except (FileNotFoundError, CheckpointMismatchError,
                 UnreadableModelError) as error:
             sys.exit(f'inhibited_channels.py: {name}: {error}')

@@ -1,0 +1,205 @@
+"""The paper's Fig. 1 on the project's classifiers: measure trained pairs
+(without / with CE) and draw the figure.
+
+:data:`FIG1_MODELS` lists the eight classifiers of ``configs/fig1/`` and the
+pair each belongs to. For each trained model, :func:`measure_model` runs the
+inhibited-channel analysis (:func:`~.checkpoint_analysis.analyze_checkpoint`:
+the relative ``tau`` criterion and the absolute dead / small ones) and the
+cumulative ablation (:func:`~.checkpoint_analysis.ablate_checkpoint`: top-1
+as channels are zeroed; its fraction 0 is the model's top-1 on the val
+split). :func:`fig1_table` and :func:`plot_fig1` summarise them as the paper
+does: (a) the norm pairs, (b) the activation pairs, inhibited share and
+top-1 error; (c) the ablation curves.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+from .channel_ablation import (DEFAULT_FRACTIONS, DEFAULT_SEEDS,
+                               AblationCurve)
+from .checkpoint_analysis import ablate_checkpoint, analyze_checkpoint
+from .inhibited_channels import format_percent
+from .output_files import save_figure
+
+FIG1_MODELS = {
+    # name: (config stem in configs/fig1/, panel, pair)
+    'BN': ('vgg_bn_shapes10', 'a', 'BN'),
+    'BN+CE': ('vgg_bn-ce_shapes10', 'a', 'BN'),
+    'LN': ('vgg_ln_shapes10', 'a', 'LN'),
+    'LN+CE': ('vgg_ln-ce_shapes10', 'a', 'LN'),
+    'ELU': ('vgg_bn_elu_shapes10', 'b', 'ELU'),
+    'CE+ELU': ('vgg_bn-ce_elu_shapes10', 'b', 'ELU'),
+    'LeakyReLU': ('vgg_bn_leakyrelu_shapes10', 'b', 'LeakyReLU'),
+    'CE+LeakyReLU': ('vgg_bn-ce_leakyrelu_shapes10', 'b', 'LeakyReLU'),
+}
+"""The Fig. 1 classifiers: label -> (config, panel, pair)."""
+
+PAPER_FIG1 = {
+    'BN': (70.8, 12.4), 'BN+CE': (15.0, 9.1), 'LN': (2.0, 9.7),
+    'LN+CE': (1.3, 9.2), 'ELU': (56.3, 16.6), 'CE+ELU': (24.5, 9.8),
+    'LeakyReLU': (24.4, 11.0), 'CE+LeakyReLU': (15.9, 10.2),
+}
+"""The paper's Fig. 1(a, b): inhibited channels (%) and top-1 error (%),
+read from the figure the authors publish with their code."""
+
+
+@dataclass
+class Fig1Measurement:
+    """One trained model: its shares of channels per criterion (trunk
+    activations, channel-weighted), its top-1 (fraction 0 of the ablation)
+    and its ablation curves."""
+    name: str
+    seed: int
+    config: str
+    checkpoint: str
+    top1: float
+    inhibited: Optional[float]
+    dead: Optional[float]
+    small: Optional[float]
+    tau: float
+    epsilon: float
+    curves: dict[str, AblationCurve] = field(default_factory=dict)
+
+    @property
+    def top1_error(self) -> float:
+        return 100.0 - self.top1
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data['curves'] = {k: v.to_dict() for k, v in self.curves.items()}
+        return data
+
+
+def measure_model(name: str, seed: int, config: str, checkpoint: str,
+                  work_dir: str, tau: float, epsilon: float,
+                  analysis_images: int, ablation_images: Optional[int],
+                  fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                  ablation_seeds: Sequence[int] = DEFAULT_SEEDS,
+                  cfg_options: Optional[dict] = None) -> Fig1Measurement:
+    """Inhibited channels and cumulative ablation of one trained model
+    (``cfg_options`` apply to its config, e.g. another data root)."""
+    analysis = analyze_checkpoint(config, checkpoint, tau,
+                                  num_images=analysis_images, name=name,
+                                  epsilon=epsilon, cfg_options=cfg_options)
+    curves = ablate_checkpoint(config, checkpoint, work_dir,
+                               num_images=ablation_images,
+                               fractions=fractions, seeds=ablation_seeds,
+                               cfg_options=cfg_options, name=name)
+    top1 = next(iter(curves.values())).values[0][0]
+    return Fig1Measurement(
+        name=name, seed=seed, config=config, checkpoint=checkpoint,
+        top1=top1, inhibited=analysis.inhibited['overall'],
+        dead=analysis.dead['overall'], small=analysis.small['overall'],
+        tau=tau, epsilon=epsilon, curves=curves)
+
+
+def _mean(values: list[Optional[float]]) -> Optional[float]:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def by_model(results: list[Fig1Measurement]) -> dict[str, list]:
+    """Results grouped by model label, in :data:`FIG1_MODELS` order."""
+    groups: dict[str, list] = {}
+    for name in list(FIG1_MODELS) + [r.name for r in results]:
+        members = [r for r in results if r.name == name]
+        if members and name not in groups:
+            groups[name] = members
+    return groups
+
+
+def fig1_table(results: list[Fig1Measurement]) -> str:
+    """Markdown: per model (mean over its seeds, and each seed), top-1
+    error and the share of channels per criterion, beside the paper's."""
+    if not results:
+        return ''
+    tau, epsilon = results[0].tau, results[0].epsilon
+    lines = ['| model | seeds | top-1 error (%) | inhibited (tau='
+             f'{tau:g}) | dead (zero on every input) | small (m <= '
+             f'{epsilon:g}) | paper: inhibited / error |',
+             '|---|---|---|---|---|---|---|']
+    for name, members in by_model(results).items():
+        paper = PAPER_FIG1.get(name)
+        per_seed = ', '.join(
+            f'{100 - r.top1:.1f}' for r in members) if len(members) > 1 else ''
+        lines.append(
+            f'| {name} | {", ".join(str(r.seed) for r in members)} | '
+            f'{_mean([r.top1_error for r in members]):.1f}'
+            + (f' ({per_seed})' if per_seed else '') + ' | '
+            + ' | '.join(format_percent(_mean([getattr(r, c)
+                                               for r in members]))
+                         for c in ('inhibited', 'dead', 'small'))
+            + f' | {f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"} |')
+    return '\n'.join(lines)
+
+
+def plot_fig1(results: list[Fig1Measurement], path: str) -> str:
+    """Three panels as the paper's Fig. 1: (a) norm pairs and (b)
+    activation pairs, bars of the three criteria with the top-1 error on
+    top; (c) the random-order ablation curves (mean over seeds and models
+    of one label) and the smallest-first ones dashed."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    groups = by_model(results)
+    figure = Figure(figsize=(16, 5))
+    axes = figure.subplots(1, 3)
+    criteria = (('inhibited', f'inhibited (tau={results[0].tau:g})'),
+                ('dead', 'dead (zero everywhere)'),
+                ('small', f'small (m <= {results[0].epsilon:g})'))
+    for axis, panel, title in ((axes[0], 'a', '(a) norm layers'),
+                               (axes[1], 'b', '(b) activations')):
+        names = [n for n in groups
+                 if FIG1_MODELS.get(n, ('', 'a'))[1] == panel]
+        positions = np.arange(len(names))
+        width = 0.8 / len(criteria)
+        tallest = np.zeros(len(names))
+        for index, (key, label) in enumerate(criteria):
+            heights = [100 * (_mean([getattr(r, key) for r in groups[n]])
+                              or 0.0) for n in names]
+            tallest = np.maximum(tallest, heights)
+            axis.bar(positions + (index - 1) * width, heights, width,
+                     label=label)
+        for position, name, top in zip(positions, names, tallest):
+            error = _mean([r.top1_error for r in groups[name]])
+            axis.annotate(f'top-1 error\n{error:.1f}%', (position, top + 2),
+                          ha='center', va='bottom', fontsize=8)
+        axis.set_xticks(positions)
+        axis.set_xticklabels(names, fontsize=8)
+        axis.set_ylim(0, 120)
+        axis.set_ylabel('channels (%)')
+        axis.set_title(title)
+        axis.grid(True, axis='y', alpha=0.3)
+        axis.legend(fontsize=7, loc='upper left')
+    axis = axes[2]
+    for index, (name, members) in enumerate(groups.items()):
+        colour = f'C{index % 10}'
+        for order, style in (('random', '-'), ('magnitude', '--')):
+            curves = [r.curves[order] for r in members if order in r.curves]
+            if not curves:
+                continue
+            mean = np.mean([c.mean for c in curves], axis=0)
+            axis.plot(curves[0].fractions, mean, style, color=colour,
+                      label=name if order == 'random' else None)
+    axis.set_xlabel('fraction of channels zeroed per layer')
+    axis.set_ylabel('top-1 accuracy (%)')
+    axis.set_title('(c) cumulative ablation (solid: random order, dashed: '
+                   'smallest first)', fontsize=9)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def checkpoint_of(work_dir: str) -> str:
+    """The checkpoint MMEngine last wrote in ``work_dir``
+    (``last_checkpoint``)."""
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(pointer):
+        raise FileNotFoundError(
+            f'{work_dir}: no last_checkpoint (was the model trained? '
+            'tools/fig1_demo.sh trains it)')
+    with open(pointer, encoding='utf-8') as f:
+        return f.read().strip()

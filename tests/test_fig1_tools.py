@@ -1,0 +1,453 @@
+"""The tools of the paper's Fig. 1 on classifiers, on inputs with known
+answers:
+
+* the absolute inhibited criteria (dead: zero on every input; small: mean
+  magnitude <= epsilon) beside the relative one, on constructed activations;
+* cumulative ablation on a model with known dead and known redundant
+  channels, scored by an evaluation whose answer is known per channel set;
+* ``NormCE``: CE after any norm, against CE applied to the norm's output;
+* ``SlimVGG``: MMPretrain's VGG at other widths, with CE through
+  ``norm_cfg`` and the activation through ``act_cfg``;
+* the CIFAR-scale shapes set: ten classes in MMPretrain's folder layout.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+from torch import nn
+
+import ce_mmdet  # noqa: F401  (registers CE, BNCE, NormCE)
+from ce_mmdet.analysis import analyze_backbone
+from ce_mmdet.analysis.activation_magnitudes import (
+    ActivationMagnitudeRecorder, dead_mask, small_mask)
+from ce_mmdet.analysis.channel_ablation import (ChannelAblation,
+                                                cumulative_ablation,
+                                                drop_masks, random_orders,
+                                                select_layers, trunk_calls)
+from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.layers.norm_ce import NormCE
+
+
+def build_in_scope(scope: str, cfg: dict) -> nn.Module:
+    registry = importlib.import_module(f'{scope}.registry')
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.MODELS.build(cfg)
+
+
+# ------------------------------------------------------- inhibited criteria
+class Passthrough(nn.Module):
+    """A backbone whose one ReLU sees the input itself: the activations are
+    exactly the (non-negative) input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(x)
+
+
+def constructed_activations() -> list[torch.Tensor]:
+    """Two images (1, 4, 4, 4): channel 0 zero everywhere (dead); channel 1
+    0.005 everywhere (small, not dead); channel 2 zero but one position of
+    one image at 0.1 (small: mean 0.1 / 32 = 0.003; not dead); channel 3 at
+    1 (neither)."""
+    first = torch.zeros(1, 4, 4, 4)
+    first[0, 1] = 0.005
+    first[0, 2, 3, 3] = 0.1
+    first[0, 3] = 1.0
+    second = first.clone()
+    second[0, 2] = 0.0
+    return [first, second]
+
+
+def test_dead_and_small_criteria_on_constructed_activations():
+    with ActivationMagnitudeRecorder(Passthrough()) as recorder:
+        for image in constructed_activations():
+            recorder.backbone(image)
+    measured = recorder.magnitudes(tau=0.1, epsilon=0.01)['relu#0']
+    assert measured.channel_mean_magnitude == pytest.approx(
+        [0.0, 0.005, 0.1 / 32, 1.0])
+    assert measured.channel_max_magnitude == pytest.approx(
+        [0.0, 0.005, 0.1, 1.0])
+    assert measured.dead == 1  # only the channel zero on every input
+    assert measured.small == 3  # mean <= 0.01: channels 0, 1, 2
+    # relative: m_c <= 0.1 * mean(m) = 0.1 * 0.2520 -> channels 0, 1, 2
+    assert measured.inhibited == 3
+    # a threshold below channel 1's mean: only the dead and channel 2
+    assert recorder.magnitudes(0.1, epsilon=0.004)['relu#0'].small == 2
+
+    assert dead_mask(torch.tensor([0.0, 1e-30, 2.0])).tolist() == [
+        True, False, False]
+    assert small_mask(torch.tensor([0.01, 0.0101]), 0.01).tolist() == [
+        True, False]
+    with pytest.raises(ValueError, match='epsilon must be >= 0'):
+        small_mask(torch.ones(2), -1.0)
+
+
+def test_analysis_pools_the_absolute_criteria():
+    backbone = Passthrough().eval()
+    analysis = analyze_backbone(backbone, constructed_activations(), tau=0.1,
+                                epsilon=0.01)
+    assert analysis.dead['overall'] == pytest.approx(1 / 4)
+    assert analysis.small['overall'] == pytest.approx(3 / 4)
+    assert analysis.inhibited['overall'] == pytest.approx(3 / 4)
+    assert analysis.epsilon == 0.01
+    with pytest.raises(ValueError, match='epsilon must be >= 0'):
+        analyze_backbone(backbone, constructed_activations(), tau=0.1,
+                         epsilon=-0.1)
+
+
+# ------------------------------------------------------- cumulative ablation
+class KnownChannels(nn.Module):
+    """Eight channels after one ReLU, from a scalar input x = +-1 per image:
+    channels 0-3 are dead (weight 0, bias -1), channels 4-7 are four
+    redundant copies of ReLU(x). A classifier that predicts "x > 0" from the
+    sum of the channels is right on every image while one copy survives,
+    and right on half of them (the negatives) once all four are zeroed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 1)
+        self.norm = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.fill_(-1.0)
+            self.conv.weight[4:] = 1.0
+            self.conv.bias[4:] = 0.0
+
+    def forward(self, x):
+        return self.relu(self.conv(x))
+
+
+LIVE = {4, 5, 6, 7}
+INPUTS = torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1, 1, 1)
+LABELS = INPUTS.view(-1) > 0
+
+
+def accuracy_of(model: KnownChannels) -> float:
+    features = model(INPUTS)
+    predicted = features.sum(dim=(1, 2, 3)) > 0
+    return float((predicted == LABELS).float().mean())
+
+
+def test_ablation_hook_zeroes_exactly_the_chosen_channels():
+    model = KnownChannels()
+    x = torch.randn(2, 1, 3, 3)
+    reference = model(x)
+    mask = torch.tensor([False, True, False, False, True, False, True, False])
+    with ChannelAblation(model) as ablation:
+        ablation.dropped = {'relu#0': mask}
+        ablated = model(x)
+    assert torch.equal(ablated[:, mask], torch.zeros_like(ablated[:, mask]))
+    assert torch.equal(ablated[:, ~mask], reference[:, ~mask])
+    assert torch.equal(model(x), reference)  # hooks removed on exit
+    with ChannelAblation(model) as ablation:
+        ablation.dropped = {'relu#0': torch.zeros(3, dtype=torch.bool)}
+        with pytest.raises(ValueError, match='a mask of 3 channels'):
+            model(x)
+
+
+def test_drop_masks_count_round_fraction_times_channels():
+    order = {'a': torch.tensor([3, 1, 0, 2, 4, 5, 6, 7, 8, 9])}
+    assert drop_masks(order, 0.0)['a'].sum() == 0
+    assert drop_masks(order, 0.25)['a'].nonzero().view(-1).tolist() == [
+        1, 3]  # round(2.5) = 2: the first two of the order
+    assert drop_masks(order, 0.9)['a'].sum() == 9
+    with pytest.raises(ValueError, match='fraction must be in'):
+        drop_masks(order, 1.5)
+
+
+def test_cumulative_ablation_known_dead_and_redundant_channels():
+    model = KnownChannels().eval()
+    fractions = [0.0, 0.25, 0.5, 0.75, 0.875]
+    seeds = [0, 1, 2, 3, 4, 5]
+    curves = cumulative_ablation(model, lambda: accuracy_of(model),
+                                 ['relu#0'], fractions, seeds,
+                                 name='known', metric='accuracy')
+    # Smallest magnitude first drops the four dead channels, then copies:
+    # one copy survives up to 7 of 8 dropped, so the score never moves.
+    assert curves['magnitude'].values == [[1.0] * len(fractions)]
+    # Random order: right on every image while a live channel survives.
+    for seed, row in zip(seeds, curves['random'].values):
+        order = random_orders({'relu#0': 8}, seed)['relu#0']
+        expected = [1.0 if LIVE - set(order[:round(f * 8)].tolist())
+                    else 0.5 for f in fractions]
+        assert row == expected
+    assert curves['random'].seeds == seeds
+    assert min(curves['random'].lowest) == 0.5  # some seed lost all copies
+    assert curves['random'].mean[0] == 1.0
+    # the evaluation with nothing dropped is unchanged afterwards
+    assert accuracy_of(model) == 1.0
+
+
+def test_cumulative_ablation_rejects_bad_arguments():
+    model = KnownChannels().eval()
+
+    def evaluate() -> float:
+        return accuracy_of(model)
+
+    with pytest.raises(ValueError, match='never called'):
+        cumulative_ablation(model, evaluate, ['relu#1'])
+    with pytest.raises(ValueError, match='orders must be among'):
+        cumulative_ablation(model, evaluate, ['relu#0'], orders=['largest'])
+    with pytest.raises(ValueError, match='fractions must be in'):
+        cumulative_ablation(model, evaluate, ['relu#0'], fractions=[0, 2])
+    with pytest.raises(ValueError, match='no layer'):
+        cumulative_ablation(model, evaluate, [])
+    with pytest.raises(ValueError, match='matches none'):
+        select_layers(['layer1.0.relu#0'], 'layer4')
+    assert select_layers(['layer1.0.relu#0', 'layer4.1.relu#1'],
+                         'layer4') == ['layer4.1.relu#1']
+
+
+# ------------------------------------------------------------------ NormCE
+@pytest.mark.parametrize('norm_cfg', [
+    dict(type='GN', num_groups=1),
+    dict(type='IN', affine=True),
+    dict(type='BN'),
+])
+def test_norm_ce_equals_ce_after_the_norm(norm_cfg):
+    torch.manual_seed(0)
+    layer = build_in_scope('mmdet', dict(
+        type='NormCE', num_features=32, norm_cfg=norm_cfg,
+        ce_cfg=dict(type='CE', group_size=16))).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    reference_norm = type(layer.norm)(**_norm_kwargs(layer.norm)).double()
+    reference_norm.load_state_dict(layer.norm.state_dict())
+    reference_ce = ChannelEquilibrium(32, group_size=16).double()
+    reference_ce.load_state_dict(layer.ce.state_dict())
+    x = 3.0 + 2.0 * torch.randn(4, 32, 6, 6, dtype=torch.float64)
+    for training in (True, False):
+        layer.train(training)
+        reference_norm.train(training)
+        reference_ce.train(training)
+        out = layer(x)
+        expected = reference_ce(reference_norm(x))
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(layer.ce.running_whitening,
+                               reference_ce.running_whitening)
+    assert set(layer.state_dict()) == (
+        {f'norm.{k}' for k in reference_norm.state_dict()}
+        | {f'ce.{k}' for k in reference_ce.state_dict()})
+
+
+def _norm_kwargs(norm: nn.Module) -> dict:
+    if isinstance(norm, nn.GroupNorm):
+        return dict(num_groups=norm.num_groups, num_channels=norm.num_channels,
+                    eps=norm.eps)
+    return dict(num_features=norm.num_features, eps=norm.eps,
+                affine=norm.affine)
+
+
+def test_norm_ce_as_norm_cfg_from_every_scope_and_its_errors():
+    from mmcv.cnn import build_norm_layer
+    for scope in ('mmdet', 'mmpretrain'):
+        with DefaultScope.overwrite_default_scope(scope):
+            name, layer = build_norm_layer(
+                dict(type='NormCE', norm_cfg=dict(type='GN', num_groups=1),
+                     eps=1e-3), 16, postfix=1)
+        assert name == 'norm_ce1' and isinstance(layer, NormCE)
+        assert isinstance(layer.norm, nn.GroupNorm)
+        assert layer.norm.eps == 1e-3  # the norm_cfg-level eps reaches GN
+        assert layer.ce.in_channels == 16
+    with pytest.raises(ValueError, match='already ends with CE'):
+        NormCE(16, norm_cfg=dict(type='BNCE'))
+
+
+# ----------------------------------------------------------------- SlimVGG
+@pytest.mark.parametrize('norm_cfg, act_cfg, norm_type', [
+    (dict(type='BN'), dict(type='ReLU'), nn.BatchNorm2d),
+    (dict(type='BNCE'), dict(type='ELU'), nn.BatchNorm2d),
+    (dict(type='NormCE', norm_cfg=dict(type='GN', num_groups=1)),
+     dict(type='LeakyReLU'), NormCE),
+])
+def test_slim_vgg_widths_norms_and_activations(norm_cfg, act_cfg, norm_type):
+    model = build_in_scope('mmpretrain', dict(
+        type='ImageClassifier',
+        backbone=dict(type='SlimVGG', depth=11, widths=(8, 16, 16, 32, 32),
+                      out_indices=(4, ), norm_cfg=norm_cfg, act_cfg=act_cfg),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=32)))
+    model.init_weights()
+    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 16, 16, 32, 32, 32, 32]
+    norms = [m.norm for m in model.backbone.features
+             if hasattr(m, 'norm')]
+    assert len(norms) == 8 and all(isinstance(n, norm_type) for n in norms)
+    activation = type(model.backbone.features[0].activate).__name__
+    assert activation == act_cfg['type']
+    features = model.backbone(torch.randn(2, 3, 32, 32))
+    assert [tuple(f.shape) for f in features] == [(2, 32, 1, 1)]
+    # every conv output feeds a trunk activation the ablation can reach
+    model.eval()  # (VGG.train returns None: no chaining)
+    assert len(trunk_calls(model.backbone, torch.randn(1, 3, 32, 32))) == 8
+    with pytest.raises(ValueError, match='5 positive stage widths'):
+        build_in_scope('mmpretrain', dict(type='SlimVGG', depth=11,
+                                          widths=(8, 16)))
+
+
+# ------------------------------------------------------ the CIFAR-scale set
+def test_cifar_scale_set_has_ten_balanced_classes(tmp_path):
+    from ce_mmdet.datasets import (CIFAR_SCALE_SET, SHAPE_NAMES,
+                                   generate_shapes_classification_set)
+    from ce_mmdet.datasets.shapes_classification import \
+        draw_classification_image
+    assert len(SHAPE_NAMES) == 10 and list(SHAPE_NAMES) == sorted(SHAPE_NAMES)
+    assert CIFAR_SCALE_SET['image_size'] == 32
+    paths = generate_shapes_classification_set(
+        tmp_path / 'shapes10', num_train=20, num_val=10, image_size=32,
+        classes=SHAPE_NAMES, show_progress=False)
+    for split, count in (('train', 2), ('val', 1)):
+        folders = sorted(p.name for p in (tmp_path / 'shapes10' /
+                                          split).iterdir())
+        assert folders == list(SHAPE_NAMES)
+        assert all(len(list((tmp_path / 'shapes10' / split / f).iterdir()))
+                   == count for f in folders)
+    assert paths['data_root'] == str(tmp_path / 'shapes10')
+    # each class draws its own shape: the ten images of one seed differ in
+    # their object masks even on the same background draws
+    image, label = draw_classification_image(0, 'train', 13, 32, SHAPE_NAMES)
+    assert label == 3 and image.shape == (32, 32, 3)
+    with pytest.raises(ValueError, match='sorted order'):
+        generate_shapes_classification_set(
+            tmp_path / 'x', num_train=20, num_val=10,
+            classes=('square', 'circle'))
+    with pytest.raises(ValueError, match="unknown: \\['blob'\\]"):
+        generate_shapes_classification_set(
+            tmp_path / 'x', num_train=20, num_val=10,
+            classes=('blob', 'circle'))
+    assert not (tmp_path / 'x').exists()
+
+
+def test_new_shapes_are_the_polygons_they_are_named():
+    from ce_mmdet.datasets.synthetic_shapes import _shape_vertices
+    rng = np.random.default_rng(0)
+    for name, count in (('pentagon', 5), ('hexagon', 6), ('cross', 12),
+                        ('four_point_star', 8), ('six_point_star', 12),
+                        ('semicircle', 25)):
+        vertices = _shape_vertices(name, 10.0, 10.0, 5.0, 0.3, rng)
+        assert vertices.shape == (count, 2)
+        radii = np.hypot(vertices[:, 0] - 10.0, vertices[:, 1] - 10.0)
+        assert radii.max() == pytest.approx(5.0)  # circumradius
+    with pytest.raises(ValueError, match='unknown shape'):
+        _shape_vertices('blob', 0.0, 0.0, 1.0, 0.0, rng)
+
+
+# ------------------------------------------------- the configs and the demo
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIG1_CONFIGS = sorted((REPO_ROOT / 'configs' / 'fig1').glob('*.py'))
+
+
+def test_fig1_configs_are_the_labelled_pairs():
+    """Every config of configs/fig1/ is a labelled model, and each builds
+    the norm and activation its label says, the rest identical."""
+    from mmengine.config import Config
+
+    from ce_mmdet.analysis.fig1 import FIG1_MODELS
+    assert sorted(stem for stem, _, _ in FIG1_MODELS.values()) == [
+        p.stem for p in FIG1_CONFIGS]
+    expected = {
+        'BN': ('BatchNorm2d', 'ReLU'), 'BN+CE': ('BatchNormCE', 'ReLU'),
+        'LN': ('GroupNorm', 'ReLU'), 'LN+CE': ('NormCE', 'ReLU'),
+        'ELU': ('BatchNorm2d', 'ELU'), 'CE+ELU': ('BatchNormCE', 'ELU'),
+        'LeakyReLU': ('BatchNorm2d', 'LeakyReLU'),
+        'CE+LeakyReLU': ('BatchNormCE', 'LeakyReLU'),
+    }
+    reference = None
+    for label, (stem, _, _) in FIG1_MODELS.items():
+        cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'fig1' /
+                                  f'{stem}.py'))
+        assert cfg.default_scope == 'mmpretrain'
+        model = build_in_scope('mmpretrain', cfg.model)
+        layers = [m for m in model.backbone.features if hasattr(m, 'norm')]
+        assert {type(m.norm).__name__ for m in layers} == {expected[label][0]}
+        assert {type(m.activate).__name__ for m in layers} == {
+            expected[label][1]}
+        if label == 'LN+CE':
+            assert all(m.norm.norm.num_groups == 1 for m in layers)
+        rest = cfg.to_dict()
+        rest['model']['backbone'].pop('norm_cfg')
+        rest['model']['backbone'].pop('act_cfg')
+        rest = {k: v for k, v in rest.items() if k != 'filename'}
+        if reference is None:
+            reference = rest
+        assert rest == reference, label
+
+
+def test_fig1_demo_quick(tmp_path: Path) -> None:
+    """``run_demo.sh fig1`` with QUICK=1 in a stand-in checkout with a tiny
+    generated set: trains BN and BN+CE, measures them, writes the table,
+    the figure and the ablation curves."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ce_mmdet.datasets import (SHAPE_NAMES,
+                                   generate_shapes_classification_set)
+    for name in ('tools', 'configs', 'ce_mmdet', 'setup.py'):
+        os.symlink(REPO_ROOT / name, tmp_path / name)
+    generate_shapes_classification_set(
+        tmp_path / 'data' / 'shapes10_quick', num_train=20, num_val=10,
+        image_size=32, classes=SHAPE_NAMES, show_progress=False)
+    venv = Path(sys.executable).parents[1]  # this test's environment
+    env = {**os.environ, 'QUICK': '1', 'CE_MMDET_VENV': str(venv),
+           'OMP_NUM_THREADS': '1'}
+    result = subprocess.run(
+        ['bash', str(tmp_path / 'tools' / 'run_demo.sh'), 'fig1'],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+    report = tmp_path / 'work_dirs' / 'fig1_quick' / 'report'
+    rows = [line for line in (report / 'fig1.md').read_text().splitlines()
+            if line.startswith('| BN')]
+    assert [row.split('|')[1].strip() for row in rows] == ['BN', 'BN+CE']
+    assert (report / 'fig1.png').stat().st_size > 10_000
+    models = json.loads((report / 'fig1.json').read_text())['models']
+    for model in models:
+        random_curve = model['curves']['random']
+        assert random_curve['fractions'] == pytest.approx(
+            [0.1 * i for i in range(10)])
+        assert random_curve['metric'] == 'accuracy/top1'
+        assert random_curve['values'][0][0] == model['top1']
+        assert len(random_curve['layers']) == 8  # every trunk activation
+        # a dead channel (zero everywhere) has mean 0 <= epsilon: small
+        assert 0.0 <= model['dead'] <= model['small'] <= 1.0
+        assert 0.0 <= model['inhibited'] <= 1.0
+
+
+def test_generator_command_writes_the_named_cifar_set(tmp_path: Path) -> None:
+    """``--set cifar`` gives the ten classes at 32x32; options override the
+    set's counts; a bad option value is a usage error that writes nothing."""
+    import subprocess
+    import sys
+
+    import cv2
+    command = [sys.executable, str(REPO_ROOT / 'tools' /
+                                   'generate_shapes_classification_set.py'),
+               '--set', 'cifar', '--num-train', '20', '--num-val', '10',
+               '--no-progress']
+    done = subprocess.run(command + ['--out-dir', str(tmp_path / 'ok')],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    folders = sorted(p.name for p in (tmp_path / 'ok' / 'val').iterdir())
+    assert len(folders) == 10 and 'semicircle' in folders
+    image = cv2.imread(str(next((tmp_path / 'ok' / 'train' /
+                                 'cross').iterdir())))
+    assert image.shape == (32, 32, 3)
+    bad = subprocess.run(command[:-5] + ['--num-train', '5', '--out-dir',
+                                         str(tmp_path / 'bad')],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert 'num_train must be an integer >= 10' in bad.stderr
+    assert not (tmp_path / 'bad').exists()

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The paper's Fig. 1 on classifiers (`bash tools/run_demo.sh fig1` runs this):
+#   1. set up the environment (tools/setup_env.sh; seconds when ready),
+#   2. generate the CIFAR-scale shapes set (data/shapes10: 10 classes,
+#      32x32, 20000 train / 2000 val) if it is missing,
+#   3. train the Fig. 1 classifiers of configs/fig1/ with MMPretrain's
+#      training script (tools/pretrain/train.py): BN, BN+CE, LN, LN+CE, ELU,
+#      CE+ELU, LeakyReLU, CE+LeakyReLU at seed 0, and BN, BN+CE at seed 1,
+#   4. measure each (tools/analysis_tools/fig1_report.py): inhibited
+#      channels (relative tau, dead, small) and cumulative ablation (top-1 as
+#      channels are zeroed), and write work_dirs/fig1/report/fig1.{md,png,json}.
+# A model already trained (its work dir holds last_checkpoint) is not
+# trained again: delete work_dirs/fig1/<config>_seed<S> to retrain it.
+#
+# Usage: bash tools/fig1_demo.sh
+# Environment: QUICK=1 (BN and BN+CE, seed 0, a few iterations each on a
+# small set; checks the pipeline, no meaningful numbers), MODELS (labels, e.g.
+# "BN BN+CE"), SEEDS (default "0"), EXTRA_SEEDS (BN and BN+CE only, default
+# "1"), CE_MMDET_VENV (see tools/setup_env.sh).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"  # the configs' data roots are relative
+
+quick=${QUICK:-0}
+models=${MODELS:-"BN BN+CE LN LN+CE ELU CE+ELU LeakyReLU CE+LeakyReLU"}
+seeds=${SEEDS:-0}
+extra_seeds=${EXTRA_SEEDS:-1}
+root=work_dirs/fig1
+data=data/shapes10
+train_options=()
+report_options=()
+if [[ $quick == 1 ]]; then
+  models=${MODELS:-"BN BN+CE"}
+  extra_seeds=${EXTRA_SEEDS:-}
+  root=work_dirs/fig1_quick
+  data=data/shapes10_quick
+  train_options=(train_cfg.max_epochs=1 train_cfg.val_interval=100
+                 default_hooks.checkpoint.interval=1
+                 default_hooks.logger.interval=1
+                 "train_dataloader.dataset.data_root=$data"
+                 "val_dataloader.dataset.data_root=$data"
+                 "test_dataloader.dataset.data_root=$data")
+  report_options=(--analysis-images 20 --ablation-images 20
+                  --ablation-seeds 0 --cfg-options
+                  "val_dataloader.dataset.data_root=$data"
+                  "test_dataloader.dataset.data_root=$data")
+fi
+
+say() { printf '\n[fig1_demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+minutes() { printf '%d min %02d s' $(($1 / 60)) $(($1 % 60)); }
+
+bash tools/setup_env.sh
+py=${CE_MMDET_VENV:-$repo/.venv}/bin/python
+
+# label -> config stem, from the one table of them (ce_mmdet.analysis.fig1)
+declare -A config_of
+while read -r label stem; do config_of[$label]=$stem; done < <(
+  "$py" -c "from ce_mmdet.analysis.fig1 import FIG1_MODELS
+for label, (stem, _, _) in FIG1_MODELS.items(): print(label, stem)")
+for model in $models; do
+  if [[ -z ${config_of[$model]:-} ]]; then
+    echo "fig1_demo.sh: unknown model '$model'; known: ${!config_of[*]}" >&2
+    exit 2
+  fi
+done
+
+runs=()
+for model in $models; do
+  for seed in $seeds; do runs+=("$model:$seed"); done
+  if [[ $model == BN || $model == BN+CE ]]; then
+    for seed in $extra_seeds; do
+      [[ " $seeds " == *" $seed "* ]] || runs+=("$model:$seed")
+    done
+  fi
+done
+say "expected: about 75 minutes on 2 idle CPU cores for the ${#runs[@]} \
+trainings (about 5 minutes each without CE, 6.5 with) and their \
+measurements (about 1.5 minutes each): estimated from single trainings, the \
+whole command not yet timed$([[ $quick == 1 ]] && echo '; QUICK: 2-3 minutes'). \
+Each training log prints the estimate measured here ('Expected duration')."
+
+start=$SECONDS
+if [[ -d $data/train && -d $data/val ]]; then
+  say "using the existing $data"
+elif [[ $quick == 1 ]]; then
+  "$py" tools/generate_shapes_classification_set.py --set cifar \
+    --out-dir "$data" --num-train 200 --num-val 50 --no-progress
+else
+  say "generating the CIFAR-scale shapes set into $data"
+  "$py" tools/generate_shapes_classification_set.py --set cifar \
+    --out-dir "$data" --no-progress
+fi
+generate_time=$((SECONDS - start))
+
+declare -A took
+for run in "${runs[@]}"; do
+  model=${run%:*} seed=${run#*:}
+  stem=${config_of[$model]}
+  work_dir=$root/${stem}_seed$seed
+  if [[ -f $work_dir/last_checkpoint ]]; then
+    say "$model seed $seed: trained already ($work_dir)"
+    continue
+  fi
+  say "training $model seed $seed: configs/fig1/$stem.py into $work_dir"
+  start=$SECONDS
+  "$py" tools/pretrain/train.py "configs/fig1/$stem.py" --work-dir "$work_dir" \
+    --cfg-options "randomness.seed=$seed" "${train_options[@]}"
+  took[$run]=$((SECONDS - start))
+done
+
+say "measuring: inhibited channels and cumulative ablation"
+start=$SECONDS
+seed_list=($seeds)
+extra_list=($extra_seeds)
+"$py" tools/analysis_tools/fig1_report.py --models $models \
+  --seeds "${seed_list[@]}" ${extra_list[@]:+--extra-seeds "${extra_list[@]}"} \
+  --work-root "$root" --out-dir "$root/report" "${report_options[@]}"
+measure_time=$((SECONDS - start))
+
+{
+  echo
+  echo "Data: $(minutes "$generate_time"); measurements: $(minutes "$measure_time");"
+  for run in "${!took[@]}"; do
+    echo "training $run: $(minutes "${took[$run]}")"
+  done
+  echo "whole command: $(minutes "$SECONDS")."
+} | tee -a "$root/report/fig1.md"
+say "done: $root/report/fig1.md, $root/report/fig1.png"
