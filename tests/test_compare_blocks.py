@@ -173,7 +173,7 @@ def test_inhibited_channels_command_refuses_a_mismatched_checkpoint(
 def test_cumulative_ablation_command_on_a_detector(comparison, tmp_path):
     """channel_ablation.py on the CE detector trained above: the detector's
     own evaluator scores it (bbox AP), --layers picks activation calls, and
-    the report is written; a bad --layers is a clear error."""
+    the report is written (a --layers matching nothing: test_fig1_tools)."""
     config = comparison['config_dir'] / 'mask_rcnn_ce_r18_fpn_shapes.py'
     checkpoint = (comparison['out_dir'] / 'ce' /
                   'last_checkpoint').read_text().strip()
@@ -191,9 +191,3 @@ def test_cumulative_ablation_command_on_a_detector(comparison, tmp_path):
                                    'layer4.1.relu#0', 'layer4.1.relu#1']
         assert all(0.0 <= v <= 1.0 for v in curve['values'][0])
     assert (out_dir / 'ablation.png').is_file()
-    result = run([TOOLS / 'channel_ablation.py', config, checkpoint,
-                  '--layers', 'layer9', '--num-images', 1, '--out-dir',
-                  tmp_path / 'bad'])
-    assert result.returncode != 0
-    assert "--layers 'layer9' matches none" in result.stdout
-    assert not (tmp_path / 'bad' / 'ablation.json').exists()

@@ -42,7 +42,7 @@ if [[ $quick == 1 ]]; then
                  "val_dataloader.dataset.data_root=$data"
                  "test_dataloader.dataset.data_root=$data")
   report_options=(--analysis-images 20 --ablation-images 20
-                  --ablation-seeds 0 --cfg-options
+                  --ablation-seeds 0 --fractions 0 0.5 0.9 --cfg-options
                   "val_dataloader.dataset.data_root=$data"
                   "test_dataloader.dataset.data_root=$data")
 fi

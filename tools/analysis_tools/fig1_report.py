@@ -27,7 +27,8 @@ except ImportError:  # not installed: use the checkout this script is in
 from mmengine.config import DictAction  # noqa: E402
 
 from ce_mmdet.analysis import DEFAULT_EPSILON, DEFAULT_TAU  # noqa: E402
-from ce_mmdet.analysis.channel_ablation import DEFAULT_SEEDS  # noqa: E402
+from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
+    DEFAULT_FRACTIONS, DEFAULT_SEEDS)
 from ce_mmdet.analysis.fig1 import (FIG1_MODELS, checkpoint_of,  # noqa: E402
                                     fig1_table, measure_model, plot_fig1)
 from ce_mmdet.analysis.output_files import write_json, write_text  # noqa: E402
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--ablation-images', type=int, default=1000,
                         help='val images per ablation evaluation (default: '
                         '%(default)s)')
+    parser.add_argument('--fractions', nargs='+', type=float,
+                        default=list(DEFAULT_FRACTIONS),
+                        help='ablated fractions (default: 0 0.1 ... 0.9)')
     parser.add_argument('--ablation-seeds', nargs='+', type=int,
                         default=list(DEFAULT_SEEDS),
                         help='seeds of the random ablation order (default: '
@@ -88,6 +92,7 @@ def main() -> None:
                     name, seed, osp.join(args.config_dir, f'{stem}.py'),
                     checkpoint, osp.join(work_dir, 'ablation'), args.tau,
                     args.epsilon, args.analysis_images, args.ablation_images,
+                    fractions=args.fractions,
                     ablation_seeds=args.ablation_seeds,
                     cfg_options=args.cfg_options))
             except (FileNotFoundError, ValueError) as error:
