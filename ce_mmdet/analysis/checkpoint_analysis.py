@@ -18,7 +18,8 @@ from .image_batches import folder_images, subset_indices, val_split_images
 from .activation_magnitudes import DEFAULT_EPSILON
 from .inhibited_channels import (ModelAnalysis, analyze_backbone, layer_table,
                                  summary_table)
-from .model_loading import build_model, load_checked_checkpoint, load_config
+from .model_loading import (build_model, drop_backbone_init_cfg,
+                            load_checked_checkpoint, load_config)
 from .model_structure import find_backbone
 from .output_files import write_json, write_text
 from .plots import (plot_ablation_curves, plot_beta_shares, plot_ce_layers,
@@ -124,9 +125,7 @@ def ablate_checkpoint(config: str,
     scope = cfg.get('default_scope') or 'mmdet'
     cfg.work_dir = work_dir
     cfg.load_from, cfg.resume = None, False
-    backbone_cfg = cfg.model.get('backbone')
-    if backbone_cfg is not None and 'init_cfg' in backbone_cfg:
-        backbone_cfg.init_cfg = None  # the weights come from the checkpoint
+    drop_backbone_init_cfg(cfg.model)
     with DefaultScope.overwrite_default_scope(scope):
         if num_images is not None:
             if num_images < 1:

@@ -48,6 +48,14 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def drop_backbone_init_cfg(model_cfg) -> None:
+    """Set the backbone's ``init_cfg`` of a model config to None, in place:
+    the weights come from the checkpoint analysed, not from pretraining."""
+    backbone_cfg = model_cfg.get('backbone')
+    if backbone_cfg is not None and 'init_cfg' in backbone_cfg:
+        backbone_cfg.init_cfg = None
+
+
 def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
     """The config's model, in eval mode, without pretrained weights: a
     detector (:func:`build_detector`) when the config's ``default_scope`` is
@@ -63,9 +71,7 @@ def build_model(cfg: Config, device: str = 'cpu') -> nn.Module:
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     model_cfg = cfg.model.copy()
-    backbone_cfg = model_cfg.get('backbone')
-    if backbone_cfg is not None and 'init_cfg' in backbone_cfg:
-        backbone_cfg.init_cfg = None
+    drop_backbone_init_cfg(model_cfg)
     registry = importlib.import_module(f'{scope}.registry')
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.MODELS.build(model_cfg)
@@ -81,9 +87,7 @@ def build_detector(cfg: Config, device: str = 'cpu') -> nn.Module:
     from mmdet.apis import init_detector
 
     cfg = cfg.copy()
-    backbone_cfg = cfg.model.get('backbone')
-    if backbone_cfg is not None and 'init_cfg' in backbone_cfg:
-        backbone_cfg.init_cfg = None
+    drop_backbone_init_cfg(cfg.model)
     # record=True swallows init_detector's own "checkpoint is None, use COCO
     # classes by default" (it resets the filters itself): we load it below.
     with warnings.catch_warnings(record=True):
