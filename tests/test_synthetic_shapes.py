@@ -3,6 +3,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -224,8 +225,10 @@ def test_command_line_tool(tmp_path, monkeypatch, capsys):
         '48', '64', '--seed', '5', '--no-progress'
     ])
     tool.main()
-    output = capsys.readouterr().out  # log lines, then the paths as JSON
-    paths = json.loads(output[output.index('\n{') + 1:])
+    # The paths are printed as JSON last. The log lines may go to another
+    # stream: MMLogger keeps the handler of the first 'ce_mmdet' instance.
+    output = capsys.readouterr().out
+    paths = json.loads(re.search(r'^\{.*\}', output, re.M | re.S).group())
     coco = load_coco(paths['train_ann_file'])
     assert len(coco.imgs) == 2
     assert (coco.imgs[1]['height'], coco.imgs[1]['width']) == (48, 64)
