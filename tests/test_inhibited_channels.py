@@ -322,3 +322,26 @@ def test_trace_leaves_the_model_without_hooks():
     trace_activation_calls(backbone, images(1)[0])
     assert all(not m._forward_hooks and not m._forward_pre_hooks
                for m in backbone.modules())
+
+
+def test_the_analysis_tools_label_their_models():
+    """``--compare`` and ``--names`` of the analysis tools: labels in order,
+    config names by default, repeats numbered, a wrong count refused."""
+    import argparse
+
+    from ce_mmdet.analysis.command_line import (add_model_arguments,
+                                                labelled_models)
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    args = parser.parse_args(
+        ['a/ce.py', 'ce.pth', '--compare', 'b/bn.py', 'bn.pth'])
+    assert labelled_models(args) == [('ce', 'a/ce.py', 'ce.pth'),
+                                     ('bn', 'b/bn.py', 'bn.pth')]
+    args = parser.parse_args(
+        ['a/x.py', '1.pth', '--compare', 'b/x.py', '2.pth'])
+    assert [name for name, _, _ in labelled_models(args)] == ['1:x', '2:x']
+    args.names = ['CE', 'BN']
+    assert [name for name, _, _ in labelled_models(args)] == ['CE', 'BN']
+    args.names = ['CE']
+    with pytest.raises(ValueError, match='--names gives 1 labels for 2'):
+        labelled_models(args)

@@ -35,6 +35,8 @@ from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
     DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS)
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
     ablate_checkpoint, ablation_table, write_ablation_report)
+from ce_mmdet.analysis.command_line import (  # noqa: E402
+    add_model_arguments, labelled_models)
 from ce_mmdet.analysis.model_loading import CheckpointMismatchError  # noqa: E402
 from ce_mmdet.analysis.model_structure import UnreadableModelError  # noqa: E402
 
@@ -43,15 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='config of the (first) model')
-    parser.add_argument('checkpoint', help='its checkpoint')
-    parser.add_argument(
-        '--compare', nargs=2, action='append', default=[],
-        metavar=('CONFIG', 'CHECKPOINT'),
-        help='another model to ablate alongside (repeatable)')
-    parser.add_argument(
-        '--names', nargs='+', default=None,
-        help='labels of the models, in order (default: config file names)')
+    add_model_arguments(parser, verb='ablate')
     parser.add_argument(
         '--fractions', nargs='+', type=float, default=list(DEFAULT_FRACTIONS),
         help='fractions of channels zeroed per layer (default: 0 0.1 ... 0.9)')
@@ -84,19 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
-    models = [(args.config, args.checkpoint)] + [tuple(m) for m in args.compare]
-    names = args.names or [osp.splitext(osp.basename(c))[0] for c, _ in models]
-    if len(names) != len(models):
-        parser.error(f'--names gives {len(names)} labels for {len(models)} '
-                     'models')
-    if len(set(names)) != len(names):
-        names = [f'{i + 1}:{name}' for i, name in enumerate(names)]
+    try:
+        models = labelled_models(args)
+    except ValueError as error:
+        parser.error(str(error))
     if any(not 0.0 <= f <= 1.0 for f in args.fractions):
         parser.error(f'--fractions must be in [0, 1], got {args.fractions}')
     if args.num_images is not None and args.num_images < 1:
         parser.error(f'--num-images must be >= 1, got {args.num_images}')
     curves = []
-    for (config, checkpoint), name in zip(models, names):
+    for name, config, checkpoint in models:
         try:
             curves += ablate_checkpoint(
                 config, checkpoint,

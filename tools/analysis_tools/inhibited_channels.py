@@ -46,6 +46,8 @@ from ce_mmdet.analysis import (DEFAULT_EPSILON, DEFAULT_TAU,  # noqa: E402
                                summary_table)
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
     DEFAULT_NUM_IMAGES, analyze_checkpoint, write_report)
+from ce_mmdet.analysis.command_line import (  # noqa: E402
+    add_model_arguments, labelled_models)
 from ce_mmdet.analysis.model_loading import CheckpointMismatchError  # noqa: E402
 from ce_mmdet.analysis.model_structure import UnreadableModelError  # noqa: E402
 
@@ -54,15 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='config of the (first) model')
-    parser.add_argument('checkpoint', help='its checkpoint')
-    parser.add_argument(
-        '--compare', nargs=2, action='append', default=[],
-        metavar=('CONFIG', 'CHECKPOINT'),
-        help='another model to analyse alongside (repeatable)')
-    parser.add_argument(
-        '--names', nargs='+', default=None,
-        help='labels of the models, in order (default: config file names)')
+    add_model_arguments(parser, verb='analyse')
     parser.add_argument(
         '--num-images', type=int, default=DEFAULT_NUM_IMAGES,
         help='images per model (default: %(default)s)')
@@ -92,13 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     parser = build_parser()
     args = parser.parse_args()
-    models = [(args.config, args.checkpoint)] + [tuple(m) for m in args.compare]
-    names = args.names or [osp.splitext(osp.basename(c))[0] for c, _ in models]
-    if len(names) != len(models):
-        parser.error(f'--names gives {len(names)} labels for {len(models)} '
-                     'models')
-    if len(set(names)) != len(names):
-        names = [f'{i + 1}:{name}' for i, name in enumerate(names)]
+    try:
+        models = labelled_models(args)
+    except ValueError as error:
+        parser.error(str(error))
     if args.tau < 0:
         parser.error(f'--tau must be >= 0, got {args.tau}')
     if args.epsilon < 0:
@@ -106,7 +97,7 @@ def main() -> None:
     if args.num_images < 1:
         parser.error(f'--num-images must be >= 1, got {args.num_images}')
     analyses = []
-    for (config, checkpoint), name in zip(models, names):
+    for name, config, checkpoint in models:
         try:
             analyses.append(analyze_checkpoint(
                 config, checkpoint, args.tau, num_images=args.num_images,
