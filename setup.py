@@ -41,11 +41,13 @@ setup(
     packages=find_packages(include=['ce_mmdet', 'ce_mmdet.*']),
     install_requires=runtime_requirements(),
     extras_require={
-        # onnx/onnxruntime/onnxscript: the ONNX export checks (torch's
-        # default exporter needs onnxscript); atheris: the checkpoint-loading
-        # fuzzer; pinned in tools/constraints.txt
+        # pytest-xdist: the suite on every core; onnx/onnxruntime/
+        # onnxscript: the ONNX export checks (torch's default exporter needs
+        # onnxscript); atheris: the checkpoint-loading fuzzer; pinned in
+        # tools/constraints.txt
         'tests': [
-            'pytest', 'ruff', 'onnx', 'onnxruntime', 'onnxscript', 'atheris'
+            'pytest', 'pytest-xdist', 'ruff', 'onnx', 'onnxruntime',
+            'onnxscript', 'atheris'
         ],
         'mim': [MMCV_REQUIREMENT],
     },

@@ -11,7 +11,10 @@ py=${CE_MMDET_VENV:-$repo/.venv}/bin/python
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 "$py" -m ruff check ce_mmdet tools tests
 status=0
-"$py" -m pytest tests -q -p no:cacheprovider "$@" || status=$?
+# One worker per core (pytest-xdist), each test file on one worker so that
+# a module's fixtures (trained checkpoints) are built once; -n 0 turns it off.
+"$py" -m pytest tests -q -p no:cacheprovider -n "${CE_MMDET_TEST_WORKERS:-auto}" \
+  --dist loadfile --durations=15 "$@" || status=$?
 if [[ $status -eq 5 ]]; then
   echo "run_tests: pytest collected no tests" >&2
   exit 0

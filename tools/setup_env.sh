@@ -22,6 +22,7 @@ fingerprint=$(cat "$constraints" "$repo/setup.py" | sha256sum | cut -d' ' -f1)
 check_ready() {
   "$py" - <<'EOF' 2>/dev/null
 import mmcv, mmdet, mmengine, mmpretrain, pycocotools, pytest, ce_mmdet  # noqa: F401
+import xdist  # noqa: F401  (pytest-xdist: tools/run_tests.sh)
 from mmcv.ops import RoIAlign, nms  # noqa: F401  (compiled ops present)
 import torchvision.ops  # noqa: F401  (torchvision's ops fit this torch)
 EOF
@@ -128,7 +129,7 @@ else
   mmcv_ok || { say "mmcv installed but its ops do not import; see $log"; exit 1; }
 fi
 
-say "installing mmdet, mmpretrain, pycocotools, pytest, ruff, onnx(runtime, script), atheris and ce_mmdet (editable)"
+say "installing mmdet, mmpretrain, pycocotools, pytest(-xdist), ruff, onnx(runtime, script), atheris and ce_mmdet (editable)"
 pip_install -q -e "$repo[tests]"
 
 check_ready || { say "environment check failed"; exit 1; }
