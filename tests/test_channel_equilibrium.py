@@ -212,12 +212,6 @@ def test_degenerate_inputs_give_finite_outputs_and_gradients(shape, content):
         assert torch.isfinite(buffer).all()
 
 
-def test_eval_before_training_is_finite():
-    ce = ChannelEquilibrium(64).eval()
-    out = ce(sample_input((2, 64, 5, 5)))
-    assert torch.isfinite(out).all()
-
-
 def test_autocast_bfloat16_runs_statistics_in_float32():
     ce = randomized_ce(32).train()
     x = sample_input()
@@ -277,3 +271,22 @@ def test_training_batchnorm_fold_refuses_one_value_per_channel():
     bn, ce = nn.BatchNorm2d(32).train(), randomized_ce(32).train()
     with pytest.raises(ValueError, match='more than 1 value per channel'):
         ce(torch.randn(1, 32, 1, 1), preceding_norm=bn)
+
+
+def test_eval_before_training_is_the_closed_form():
+    """Untrained, in eval: W = I, s = 1 (the initial running values), gate 0
+    (lambda = 1/2), so CE(x) = x / 2 + x a(v) / 2 with
+    a(v) = sigmoid(FC2(ReLU(LN(FC1(v))))), v the unbiased per-image
+    variance: the paper's equation with nothing else left (the release's
+    running scale 0 would divide by zero here)."""
+    ce = randomized_ce(32).double().eval()  # random MLP and LN affine
+    with torch.no_grad():
+        ce.gate_logit.zero_()
+    x = sample_input().double()
+    v = x.flatten(2).var(-1, unbiased=True)  # (N, C)
+    ir = ce.reweighting
+    hidden = torch.relu(torch.nn.functional.layer_norm(
+        v @ ir.squeeze.weight.t(), (8, ), ir.norm.weight, ir.norm.bias, 1e-5))
+    a = torch.sigmoid(hidden @ ir.excite.weight.t())
+    expected = 0.5 * x + 0.5 * x * a[:, :, None, None]
+    torch.testing.assert_close(ce(x), expected, rtol=1e-12, atol=1e-12)
