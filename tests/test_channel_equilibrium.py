@@ -226,6 +226,23 @@ def test_autocast_bfloat16_runs_statistics_in_float32():
     assert out_running.dtype == torch.float32
 
 
+def test_autocast_running_statistics_equal_a_float32_step():
+    """Under bf16 autocast, one training step leaves the running statistics
+    of a float32 step on the same (bf16-rounded) input, at float32
+    precision: bf16 statistics (relative errors ~1e-2) fail this."""
+    ce = randomized_ce(32).train()
+    reference = copy.deepcopy(ce)
+    x = (sample_input() * 3 + 2).bfloat16()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        ce(x)
+    reference(x.float())
+    for name in ('running_mean', 'running_whitening', 'running_scale'):
+        actual, expected = getattr(ce, name), getattr(reference, name)
+        assert actual.dtype == torch.float32, name
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6,
+                                   msg=name)
+
+
 def test_bad_input_shapes_are_refused():
     ce = ChannelEquilibrium(32)
     with pytest.raises(ValueError, match=r'expects \(N, 32, H, W\)'):
