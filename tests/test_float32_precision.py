@@ -33,6 +33,10 @@ from test_channel_equilibrium import randomized_ce, relative_error, sample_input
 
 # The project may be this much less precise than the centred implementation.
 FACTOR = 2.0
+# Through a whole CE-ResNet-50 (measured: 1.07x and 1.10x the centred
+# implementation's error at offsets 100 and 1000; before the precision fix
+# 6x and 2.3x, which a factor of 2 would let through at offset 1000).
+NETWORK_FACTOR = 1.25
 FLOOR = 2e-7  # float32 rounding of a well-conditioned result
 
 
@@ -210,5 +214,5 @@ def test_ce_resnet_detection_setting_input_gradient_float32(offset, monkeypatch)
     ours = network_input_grad(copy.deepcopy(model).float(), x.float(), weights)
     centred = network_input_grad(copy.deepcopy(model).float(), x.float(),
                                  weights, monkeypatch)
-    bound = FACTOR * relative_error(centred, truth)
+    bound = NETWORK_FACTOR * relative_error(centred, truth)
     assert relative_error(ours, truth) <= bound
