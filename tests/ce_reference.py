@@ -6,6 +6,16 @@ per-group loops. Tests compare the real module against it.
 """
 import torch
 
+# The paper's (and the release's) constants, from ../shared/ce_reference.md:
+# the tests pass these, never the module's own values, so that a wrong
+# default in ce_mmdet cannot make its reference agree with it.
+PAPER_BLOCK_GROUP_SIZE = 16
+PAPER_STEM_GROUP_SIZE = 64
+PAPER_ITERATIONS = 3
+PAPER_EPS = 1e-5
+PAPER_MOMENTUM = 0.1
+PAPER_REDUCTION = 4
+
 
 def reference_group_size(channels: int, group_size: int) -> int:
     while channels % group_size:
@@ -65,11 +75,22 @@ def reference_ce(x, gate, fc1, ln_weight, ln_bias, fc2, *, group_size=16,
 
 
 def reference_from_module(module, x, training=None, dtype=torch.float64,
-                          detach=True):
-    """Run :func:`reference_ce` with ``module``'s parameters and buffers
-    (``detach=False``: differentiable in the parameters too)."""
+                          detach=True, *, group_size=PAPER_BLOCK_GROUP_SIZE,
+                          iterations=PAPER_ITERATIONS, eps=PAPER_EPS,
+                          reduction=PAPER_REDUCTION):
+    """Run :func:`reference_ce` with ``module``'s learned parameters and
+    running buffers (``detach=False``: differentiable in the parameters too).
+
+    The constants are the caller's (the paper's by default), not the
+    module's: ``group_size`` is the one requested, halved here by the
+    paper's rule, and the MLP's width must be C / ``reduction``.
+    """
     training = module.training if training is None else training
     ir = module.reweighting
+    channels = x.shape[1]
+    assert ir.squeeze.weight.shape == (channels // reduction, channels), (
+        f'IR hidden width {ir.squeeze.weight.shape[0]}, expected C / '
+        f'{reduction} = {channels // reduction}')
 
     def param(p):
         return p.detach() if detach else p
@@ -77,7 +98,7 @@ def reference_from_module(module, x, training=None, dtype=torch.float64,
     return reference_ce(
         x, param(module.gate_logit), param(ir.squeeze.weight),
         param(ir.norm.weight), param(ir.norm.bias),
-        param(ir.excite.weight), group_size=module.group_size,
-        iterations=module.num_iterations, eps=module.eps, training=training,
+        param(ir.excite.weight), group_size=group_size,
+        iterations=iterations, eps=eps, training=training,
         running_wm=module.running_whitening, running_scale=module.running_scale,
         dtype=dtype)

@@ -13,6 +13,21 @@ TINY_SHAPES_NUM_VAL = 4
 TINY_SHAPES_IMAGE_SIZE = (96, 96)
 
 
+@pytest.fixture(autouse=True)
+def seeded_random_state() -> None:
+    """Every test starts from one random state (Python, NumPy, torch), so
+    that its draws do not depend on the tests before it or on the xdist
+    worker that runs it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope='module')
 def single_thread():
     """Run a module's many tiny tensor ops on one intra-op thread (a shared

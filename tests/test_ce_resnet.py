@@ -273,3 +273,104 @@ def test_ce_and_se_in_basic_blocks():
     outs = model.train()(torch.randn(2, 3, 64, 64))
     assert order == ['ce', block.after_conv2_plugin_names[0]]
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+def _refused_without_writing(tmp_path, state_dict, match):
+    src, dst = str(tmp_path / 'cenet.pth.tar'), str(tmp_path / 'out.pth')
+    save_release(src, state_dict)
+    with pytest.raises(CENetCheckpointError, match=match):
+        convert_cenet_checkpoint(src, dst)
+    assert not os.path.exists(dst)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+
+
+def test_converter_refuses_an_incomplete_checkpoint(tmp_path):
+    """Every tensor of one CE layer removed (found by trying: it converted
+    before), or one BN statistic: refused, naming them."""
+    state = release_layout_state_dict()
+    for key in [k for k in state if k.startswith('layer3.5.ce.')]:
+        del state[key]
+    _refused_without_writing(
+        tmp_path, state, r'incomplete CE-ResNet-50 .* 8 tensors missing: '
+        r'layer3\.5\.ce\.')
+    state = release_layout_state_dict()
+    del state['layer4.2.bn3.running_var']
+    _refused_without_writing(tmp_path, state,
+                             r'1 tensors missing: layer4\.2\.bn3\.running_var')
+
+
+@pytest.mark.parametrize('key,shape', [
+    ('layer2.1.ce.running_wm', (32, 16, 15)),
+    ('layer2.1.ce.running_mean', (32, 16, 2)),  # not squeezed into shape
+    ('ce1.AR.fc.0.weight', (32, 64)),           # another reduction
+])
+def test_converter_refuses_tensors_of_the_wrong_shape(tmp_path, key, shape):
+    state = release_layout_state_dict()
+    state[key] = torch.randn(shape)
+    _refused_without_writing(tmp_path, state, 'tensors of the wrong shape')
+
+
+def test_converter_refuses_unknown_keys_and_accepts_missing_batch_counters(
+        tmp_path):
+    state = release_layout_state_dict()
+    state['layer1.0.ce.AR.extra'] = torch.randn(3)
+    _refused_without_writing(tmp_path, state, 'keys of unknown meaning')
+    state = release_layout_state_dict()
+    state['layer4.0.ce.x_weight'] = torch.randn(1)  # the release has no stage-4 CE
+    _refused_without_writing(tmp_path, state,
+                             r'does not have: layer4\.0\.ce\.gate_logit')
+    # Older PyTorch saved no num_batches_tracked: not a missing weight.
+    state = {k: v for k, v in release_layout_state_dict().items()
+             if not k.endswith('num_batches_tracked')}
+    src, dst = str(tmp_path / 'old.pth.tar'), str(tmp_path / 'old.pth')
+    save_release(src, state)
+    assert convert_cenet_checkpoint(src, dst) == 50
+
+
+def test_converter_command_exits_non_zero_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+    tool = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) +
+            '/tools/model_converters/cenet2mmdet.py')
+    src, dst = str(tmp_path / 'cenet.pth.tar'), str(tmp_path / 'out.pth')
+    state = release_layout_state_dict()
+    save_release(src, state)
+    result = subprocess.run([sys.executable, tool, src, dst, '--depth', '101'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert 'refused: the checkpoint is a CE-ResNet-50, not -101' in result.stderr
+    del state['layer2.1.ce.running_wm']
+    save_release(src, state)
+    result = subprocess.run([sys.executable, tool, src, dst],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert 'layer2.1.ce.running_whitening' in result.stderr
+    assert os.listdir(tmp_path) == ['cenet.pth.tar']
+    result = subprocess.run([sys.executable, tool, src.replace('cenet', 'x'),
+                             dst], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and 'no such file' in result.stderr
+
+
+def test_converted_file_without_its_ce_tensors_is_refused_by_the_backbone(
+        tmp_path):
+    """A file whose meta says CE-ResNet (the converter's) but which holds no
+    CE tensor is an error, not a plain ResNet whose CE is "new"."""
+    src, dst = str(tmp_path / 'cenet.pth.tar'), str(tmp_path / 'ce_r50.pth')
+    save_release(src, release_layout_state_dict())
+    convert_cenet_checkpoint(src, dst)
+    converted = torch.load(dst, weights_only=True)
+    assert converted['meta']['architecture'] == 'CEResNet-50'
+    converted['state_dict'] = {k: v for k, v in converted['state_dict'].items()
+                               if 'ce.' not in k}
+    torch.save(converted, dst)
+    model = build(init_cfg=dict(type='Pretrained', checkpoint=dst))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError,
+                       match='says it holds a CEResNet-50 .* none of the'):
+        model.init_weights()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # nothing loaded
+    # The same tensors without the meta: a plain ResNet, CE new by design.
+    del converted['meta']
+    torch.save(converted, dst)
+    build(init_cfg=dict(type='Pretrained', checkpoint=dst)).init_weights()

@@ -22,11 +22,13 @@ METRICS = {'coco/bbox_mAP': 0.401, 'coco/bbox_mAP_50': 0.612,
            'coco/segm_mAP_75': 0.385}
 
 
-def fabricate_work_dir(root: Path, config: str) -> Path:
+def fabricate_work_dir(root: Path, config: str,
+                       folder: str | None = None) -> Path:
     """A training run with a validation at the end (scalars.json), then a
     newer tools/test.py run (<timestamp>.json) with other numbers, then an
-    even newer run that stopped before evaluating."""
-    work_dir = root / config
+    even newer run that stopped before evaluating. The work dir is
+    ``root/folder`` (default: named as the config)."""
+    work_dir = root / (folder or config)
     train_run = work_dir / '20240101_120000' / 'vis_data'
     train_run.mkdir(parents=True)
     (work_dir / f'{config}.py').write_text('# dumped config\n')
@@ -107,3 +109,41 @@ def test_command_line_prints_the_table(tmp_path):
     assert result.returncode == 0, result.stderr
     assert '| mask_rcnn_ce_r50_fpn | 40.1 |' in result.stdout
     assert out.read_text().startswith('| config | box AP |')
+
+
+def test_work_dir_is_matched_by_the_dumped_config_not_its_folder_name(
+        tmp_path):
+    work_dir = fabricate_work_dir(tmp_path, 'mask_rcnn_ce_r50_fpn',
+                                  folder='my_run_7')
+    result = collect_run(str(work_dir))
+    assert result.name == 'mask_rcnn_ce_r50_fpn'
+    baselines = load_baselines()
+    row = table3_markdown([result], baselines).splitlines()[2]
+    baseline = baselines['mask_rcnn_ce_r50_fpn']
+    assert row.startswith('| mask_rcnn_ce_r50_fpn | 40.1 |')
+    assert f'{baseline.box:.1f} / {baseline.mask:.1f}' in row
+
+
+def test_command_line_names_override_the_dumped_configs(tmp_path):
+    """--names labels the work dirs in order and picks their baselines; a
+    wrong count is a usage error."""
+    first = fabricate_work_dir(tmp_path, 'x', folder='run_a')
+    second = fabricate_work_dir(tmp_path, 'y', folder='run_b')
+    tool = str(REPO_ROOT / 'tools/analysis_tools/collect_results.py')
+    result = subprocess.run(
+        [sys.executable, tool, str(first), str(second), '--names',
+         'mask_rcnn_ce_r50_fpn', 'mask_rcnn_r50_fpn'],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines()
+            if line.startswith('| mask_rcnn')]
+    assert [row.split('|')[1].strip() for row in rows] == [
+        'mask_rcnn_ce_r50_fpn', 'mask_rcnn_r50_fpn']
+    baselines = load_baselines()
+    for row, name in zip(rows, ['mask_rcnn_ce_r50_fpn', 'mask_rcnn_r50_fpn']):
+        assert f'{baselines[name].box:.1f} / ' in row
+    result = subprocess.run([sys.executable, tool, str(first), '--names',
+                             'a', 'b'], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert '--names gives 2 names' in result.stderr

@@ -119,6 +119,25 @@ def test_compare_writes_one_summary_of_both_variants(comparison):
     assert len(models['ce']['ce_layers']) == 7
     assert models['plain']['ce_layers'] == []
     assert models['ce']['images'] == 2
+    for name, variant in variants.items():
+        # The summary is built from tools/test.py's own result file (not the
+        # training's validation) and from the analysis of the same variant.
+        results = sorted((out_dir / name / 'test').glob('2*/2*.json'))
+        assert len(results) == 1, results
+        evaluated = json.loads(results[0].read_text())
+        assert variant['metrics'] == {
+            k: v for k, v in evaluated.items() if k.startswith('coco/')}
+        assert Path(variant['checkpoint']).parent == out_dir / name
+        assert variant['config'].endswith(
+            'mask_rcnn_ce_r18_fpn_shapes.py' if name == 'ce' else
+            'mask_rcnn_r18_fpn_shapes.py')
+        model = models[name]
+        assert variant['inhibited'] == model['inhibited']['overall']
+        # beta <= 0 among the norms that feed an activation, not all norms
+        assert variant['beta_nonpositive_feeding'] == \
+            model['beta_nonpositive_feeding']['overall']
+        assert variant['beta_nonpositive'] == \
+            model['beta_nonpositive']['overall']
 
 
 def test_inhibited_channels_command_on_detector_and_backbone_checkpoints(

@@ -452,7 +452,17 @@ def test_coco_schedule_is_mmdetections(path: Path) -> None:
     assert steps.type == 'MultiStepLR' and steps.by_epoch is True
     assert (steps.end, steps.milestones, steps.gamma) == (epochs, milestones,
                                                           0.1)
-    assert cfg.optim_wrapper.optimizer.type == 'SGD'
+    # MMDetection's values for 16 images per iteration (the paper's 1x):
+    # one-stage detectors at lr 0.01, FCOS with its constant warm-up.
+    optimizer = cfg.optim_wrapper.optimizer
+    one_stage = path.stem.startswith(('retinanet', 'fcos'))
+    assert (optimizer.type, optimizer.lr, optimizer.momentum,
+            optimizer.weight_decay) == ('SGD', 0.01 if one_stage else 0.02,
+                                        0.9, 1e-4)
+    if path.stem.startswith('fcos'):
+        assert (warmup.type, warmup.factor) == ('ConstantLR', 1.0 / 3)
+    else:
+        assert (warmup.type, warmup.start_factor) == ('LinearLR', 0.001)
 
 
 def test_readme_lists_every_config() -> None:

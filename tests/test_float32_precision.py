@@ -33,6 +33,10 @@ from test_channel_equilibrium import randomized_ce, relative_error, sample_input
 
 # The project may be this much less precise than the centred implementation.
 FACTOR = 2.0
+# Through a whole CE-ResNet-50 (measured: 1.07x and 1.10x the centred
+# implementation's error at offsets 100 and 1000; before the precision fix
+# 6x and 2.3x, which a factor of 2 would let through at offset 1000).
+NETWORK_FACTOR = 1.25
 FLOOR = 2e-7  # float32 rounding of a well-conditioned result
 
 
@@ -177,7 +181,10 @@ def centred_conv_norm_ce(conv, norm, ce, x):
     y = norm(conv(x))
     if ce is None:
         return y
-    return reference_from_module(ce, y, dtype=y.dtype, detach=False)[0]
+    # The module's own group size (64 in the stem, 16 in blocks): this
+    # compares precision; the constants are pinned in test_channel_equilibrium.
+    return reference_from_module(ce, y, dtype=y.dtype, detach=False,
+                                 group_size=ce.group_size)[0]
 
 
 def network_input_grad(model, x, weights, monkeypatch=None):
@@ -207,5 +214,5 @@ def test_ce_resnet_detection_setting_input_gradient_float32(offset, monkeypatch)
     ours = network_input_grad(copy.deepcopy(model).float(), x.float(), weights)
     centred = network_input_grad(copy.deepcopy(model).float(), x.float(),
                                  weights, monkeypatch)
-    bound = FACTOR * relative_error(centred, truth)
+    bound = NETWORK_FACTOR * relative_error(centred, truth)
     assert relative_error(ours, truth) <= bound

@@ -140,3 +140,102 @@ def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path, split):
     for i, param in enumerate(layer.parameters()):
         torch.testing.assert_close(ranks[0]['param_grads'][i] + ranks[1]['param_grads'][i],
                                    param.grad)
+
+
+# SyncCE in the configs' settings: float64, unequal per-process batches.
+# 'frozen-bn': CE-ResNet-18 with SyncCE as mask_rcnn_syncce_*.py (norm_eval:
+# frozen BNs with non-trivial statistics folded into CE, the shift through the
+# conv bias) against CE on all images in one process. 'training-bn': a BN in
+# training mode folded into SyncCE (BNCE's path): each process normalises
+# with its own batch's statistics (BN is not synchronised), then CE's
+# statistics are the whole batch's.
+SYNC_SPLIT = (2, 3)
+
+
+def _sync_setting(setting: str, sync: bool):
+    torch.manual_seed(0)
+    ce_type = 'SyncCE' if sync else 'CE'
+    if setting == 'frozen-bn':
+        from ce_mmdet.backbones import CEResNet
+        model = CEResNet(depth=18, norm_eval=True, init_cfg=None,
+                         ce_cfg=dict(type=ce_type, group_size=16),
+                         stem_ce_cfg=dict(type=ce_type, group_size=64))
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                with torch.no_grad():
+                    module.running_mean.uniform_(-2, 2)
+                    module.running_var.uniform_(0.5, 2)
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.5, 0.5)
+        model = model.double().train()  # norm_eval keeps the BNs in eval
+
+        def state(m):
+            return {k: v for k, v in m.state_dict().items() if 'ce' in k}
+        return model, (lambda m, x: m(x)[-1]), state, (32, 3, 32, 32)
+    bn = nn.BatchNorm2d(32)
+    layer = MODELS.build(dict(type=ce_type, in_channels=32, group_size=8))
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    model = nn.ModuleDict(dict(bn=bn, ce=layer)).double().train()
+    return (model, lambda m, x: m['ce'](x, preceding_norm=m['bn']),
+            lambda m: m['ce'].state_dict(), (32, 32, 5, 7))
+
+
+def _sync_setting_inputs(setting: str):
+    g = torch.Generator().manual_seed(1)
+    shape = _sync_setting(setting, sync=False)[3]
+    x = (torch.randn(sum(SYNC_SPLIT), *shape[1:], generator=g,
+                     dtype=torch.float64) * 2 + 0.5)
+    return x
+
+
+def _sync_setting_worker(rank: int, init_file: str, out_dir: str,
+                         setting: str) -> None:
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=2)
+    model, forward, state, _ = _sync_setting(setting, sync=True)
+    start = sum(SYNC_SPLIT[:rank])
+    x = _sync_setting_inputs(setting)[start:start + SYNC_SPLIT[rank]]
+    x = x.clone().requires_grad_()
+    out = forward(model, x)
+    out.square().sum().backward()
+    torch.save(dict(out=out.detach(), grad=x.grad, state=state(model)),
+               os.path.join(out_dir, f'rank{rank}.pth'))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('setting', ['frozen-bn', 'training-bn'])
+def test_sync_ce_in_the_configs_settings_equals_whole_batch_ce(tmp_path,
+                                                              setting):
+    mp.spawn(_sync_setting_worker,
+             args=(str(tmp_path / 'init'), str(tmp_path), setting),
+             nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
+    model, forward, state, _ = _sync_setting(setting, sync=False)
+    x_full = _sync_setting_inputs(setting)
+    if setting == 'frozen-bn':
+        x = x_full.clone().requires_grad_()
+        out = forward(model, x)
+        out.square().sum().backward()
+        grad = x.grad
+    else:  # BN per process, CE over the whole batch
+        chunks = [c.clone().requires_grad_()
+                  for c in x_full.split(list(SYNC_SPLIT))]
+        normalised = [model['bn'](c) for c in chunks]
+        out = model['ce'](torch.cat(normalised))
+        out.square().sum().backward()
+        grad = torch.cat([c.grad for c in chunks])
+    tolerance = dict(rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]),
+                               out.detach(), **tolerance)
+    torch.testing.assert_close(torch.cat([r['grad'] for r in ranks]), grad,
+                               **tolerance)
+    expected = state(model)
+    if setting == 'training-bn':
+        # The whole-batch model ran its BN twice: compare CE's own buffers.
+        assert set(expected) == set(ranks[0]['state'])
+    for rank in ranks:
+        for key, value in expected.items():
+            torch.testing.assert_close(rank['state'][key], value, msg=key,
+                                       **tolerance)

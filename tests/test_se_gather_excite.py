@@ -267,3 +267,18 @@ def test_bf16_autocast_keeps_statistics_in_float32():
     assert ge.norm.running_var.dtype == torch.float32
     assert torch.isfinite(ge.norm.running_mean).all()
     assert ge.norm.running_mean.abs().sum() > 0
+    # Equal to a float32 BN step on the same (rounded) input: the gathered
+    # features, which the depthwise convolutions give in bf16 under
+    # autocast. bf16 statistics (errors ~1e-2) would fail this.
+    ge = randomise(GEThetaPlus(16, ratio=4)).train()
+    reference = randomise(GEThetaPlus(16, ratio=4)).train()
+    x = torch.randn(4, 16, 9, 7) * 2 + 1
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        ge(x)
+        gathered = reference.gather(x)
+    assert gathered.dtype == torch.bfloat16
+    reference.norm(gathered.float())
+    for name in ('running_mean', 'running_var'):
+        torch.testing.assert_close(getattr(ge.norm, name),
+                                   getattr(reference.norm, name), rtol=1e-5,
+                                   atol=1e-6, msg=name)

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 import ce_mmdet  # noqa: F401
 from ce_mmdet.backbones import CEResNet
-from ce_mmdet.deployment import (BackboneNeck, OnnxMismatchError,
+from ce_mmdet.deployment import (BackboneNeck, OnnxMismatchError, check_onnx,
                                  export_and_check_onnx, export_onnx)
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.utils import openmmlab_tool_path, run_openmmlab_tool
@@ -487,6 +487,19 @@ def test_export_onnx_tool_on_tiny_ce_detector(tiny_shapes_dataset: dict,
     got = onnxruntime_outputs(out, x)
     assert len(got) == 5  # the FPN's levels
     assert_outputs_close(got, expected)
+    # A tolerance no float32 export meets: the real comparison fails, the
+    # command exits non-zero and writes nothing.
+    strict = tmp_path / 'onnx' / 'strict.onnx'
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tools/deployment/export_onnx.py'),
+         str(config), str(checkpoint), str(strict), '--input-shape', '64',
+         '64', '--tolerance', '1e-12'], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=300)
+    assert result.returncode != 0
+    assert 'differs from PyTorch beyond the tolerance 1e-12' in result.stdout
+    assert sorted(p.name for p in out.parent.iterdir()) == ['tiny_ce.onnx']
 
 
 def test_failed_onnx_check_writes_nothing(tmp_path: Path, monkeypatch):
@@ -503,6 +516,33 @@ def test_failed_onnx_check_writes_nothing(tmp_path: Path, monkeypatch):
         export_and_check_onnx(model, (2, 32, 8, 8), path)
     assert path.read_bytes() == b'previous'
     assert [p.name for p in tmp_path.iterdir()] == ['ce.onnx']
+
+
+def test_onnx_check_fails_on_a_model_changed_after_export(tmp_path: Path,
+                                                         monkeypatch):
+    """The real comparison (no stub): a file exported from other weights
+    fails check_onnx, and export_and_check_onnx then writes nothing."""
+    from ce_mmdet.deployment import onnx_export
+
+    model = with_running_statistics(ce_layer(), (2, 32, 8, 8))
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.gate_logit.add_(1.0)  # lambda 0.5 -> 0.73
+    exported = tmp_path / 'changed.onnx'
+    export_onnx(changed, seeded_input((2, 32, 8, 8), 0), exported)
+    with pytest.raises(OnnxMismatchError, match='beyond the tolerance'):
+        check_onnx(exported, model, seeded_input((2, 32, 8, 8), 1))
+    check = check_onnx(exported, changed, seeded_input((2, 32, 8, 8), 1))
+    assert check.worst_rel < 1e-5
+
+    real_export = onnx_export.export_onnx
+    monkeypatch.setattr(
+        onnx_export, 'export_onnx',
+        lambda module, *args, **kwargs: real_export(changed, *args, **kwargs))
+    path = tmp_path / 'ce.onnx'
+    with pytest.raises(OnnxMismatchError, match='not written'):
+        export_and_check_onnx(model, (2, 32, 8, 8), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['changed.onnx']
 
 
 def test_onnx_export_refuses_training_mode(tmp_path: Path):

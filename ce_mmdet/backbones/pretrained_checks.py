@@ -10,7 +10,7 @@ names the fix.
 """
 import os.path as osp
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -93,9 +93,11 @@ def pretrained_prefix(init_cfg) -> Optional[str]:
     return _pretrained_entry(init_cfg).get('prefix')
 
 
-def load_pretrained_state_dict(checkpoint: str,
-                               prefix: Optional[str]) -> Dict[str, Tensor]:
-    """The tensors MMEngine's ``Pretrained`` initialisation would load.
+def load_pretrained_state_dict(
+        checkpoint: str,
+        prefix: Optional[str]) -> Tuple[Dict[str, Tensor], dict]:
+    """The tensors MMEngine's ``Pretrained`` initialisation would load,
+    and the file's ``meta`` ({} when it has none).
 
     As ``PretrainedInit``: the ``state_dict`` of the file (or the file
     itself), with a leading ``module.`` removed, or, with ``prefix``, the
@@ -111,12 +113,14 @@ def load_pretrained_state_dict(checkpoint: str,
     if not isinstance(state, dict):
         raise ValueError(f'{checkpoint!r} holds no state dict (a '
                          f'{type(state).__name__})')
+    meta = loaded.get('meta') if isinstance(loaded, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
     if prefix is None:
         return {(k[len('module.'):] if k.startswith('module.') else k): v
-                for k, v in state.items()}
+                for k, v in state.items()}, meta
     prefix = prefix if prefix.endswith('.') else prefix + '.'
     return {k[len(prefix):]: v for k, v in state.items()
-            if k.startswith(prefix)}
+            if k.startswith(prefix)}, meta
 
 
 def _shown(keys: List[str]) -> str:
@@ -143,7 +147,8 @@ def check_ce_backbone_checkpoint(model: nn.Module, checkpoint: str,
       without ``prefix='backbone.'``;
     * a non-CE tensor the checkpoint lacks (another depth or block type);
       ``new_by_design`` tensors (plugins, DCN offsets) may be missing;
-    * some but not all CE tensors (an incomplete CE checkpoint);
+    * some but not all CE tensors (an incomplete CE checkpoint), or none
+      in a file whose ``meta`` names a CE-ResNet (the converter's);
     * no CE tensor under a ``prefix``: the backbone of a classifier or
       detector of a plain ResNet. Without ``prefix`` a checkpoint without CE
       tensors is a plain ResNet (torchvision names, e.g.
@@ -164,7 +169,7 @@ def check_ce_backbone_checkpoint(model: nn.Module, checkpoint: str,
         ValueError: the checkpoint does not fit; the message names the
             tensors and the fix.
     """
-    state = load_pretrained_state_dict(checkpoint, prefix)
+    state, meta = load_pretrained_state_dict(checkpoint, prefix)
     expected = model.state_dict()
     source = f'{checkpoint!r}' + (f' (prefix {prefix!r})' if prefix else '')
 
@@ -214,6 +219,13 @@ def check_ce_backbone_checkpoint(model: nn.Module, checkpoint: str,
             f'lacks {len(missing_ce)} of the {len(all_ce)} CE tensors of this '
             f'network: {_shown(missing_ce)}',
             'The CE checkpoint is incomplete: convert or save it again.')
+    claimed = str(meta.get('architecture', ''))
+    if missing_ce and claimed.startswith('CEResNet'):
+        raise refuse(
+            f'says it holds a {claimed} (its meta) but has none of the '
+            f'{len(all_ce)} CE tensors',
+            'The file was edited or saved incompletely: convert the CENet '
+            'release again (tools/model_converters/cenet2mmdet.py).')
     if missing_ce and prefix is not None:
         raise refuse(
             'is the backbone of a plain ResNet (it has no CE tensors)',

@@ -125,8 +125,9 @@ def convert_cenet_state_dict(
         ce_match = _CE_KEY.match(key)
         if ce_match and ce_match[2] in _CE_PARAMETERS:
             layer = 'stem_ce' if ce_match[1] == 'ce1' else ce_match[1]
-            if ce_match[2] == 'running_mean':
-                value = value.reshape(value.shape[0], value.shape[1])
+            if (ce_match[2] == 'running_mean' and value.dim() == 3
+                    and value.shape[-1] == 1):
+                value = value[..., 0]  # [G, g, 1] -> [G, g]; else refused
             converted[f'{layer}.{_CE_PARAMETERS[ce_match[2]]}'] = value
         elif _PLAIN_KEY.match(key):
             converted[key] = value
@@ -135,7 +136,53 @@ def convert_cenet_state_dict(
     if unknown:
         raise CENetCheckpointError(
             f'{len(unknown)} keys of unknown meaning, e.g. {unknown[:5]}')
+    check_complete(converted, found_depth)
     return converted
+
+
+def _shown(keys: list) -> str:
+    return ', '.join(keys[:3]) + (f', ... ({len(keys)} in all)'
+                                  if len(keys) > 3 else '')
+
+
+def check_complete(converted: dict, depth: int) -> None:
+    """Refuse converted weights that do not fill ``CEResNet(depth)``
+    (default CE settings: the release's) exactly: a missing tensor (a
+    truncated or edited file), a tensor of another shape (another CE group
+    size or reduction), or a tensor the backbone lacks.
+
+    BN's ``num_batches_tracked`` may be missing (older PyTorch did not save
+    it; MMEngine's loading leaves it at 0).
+
+    Raises:
+        CENetCheckpointError: naming the tensors.
+    """
+    # Imported here: the converter needs the architecture only to check.
+    from ce_mmdet.backbones import CEResNet
+
+    with torch.device('meta'):  # shapes only: no memory, no initialisation
+        expected = CEResNet(depth=depth, init_cfg=None).state_dict()
+    missing = [k for k in expected if k not in converted
+               and not k.endswith('num_batches_tracked')]
+    if missing:
+        raise CENetCheckpointError(
+            f'incomplete CE-ResNet-{depth} checkpoint: {len(missing)} '
+            f'tensors missing: {_shown(missing)}. Download the release '
+            'again; nothing was written.')
+    mismatched = [
+        f'{k} {tuple(v.shape)} (CE-ResNet-{depth}: '
+        f'{tuple(expected[k].shape)})' for k, v in converted.items()
+        if k in expected and v.shape != expected[k].shape]
+    if mismatched:
+        raise CENetCheckpointError(
+            f'tensors of the wrong shape: {_shown(mismatched)}. The '
+            'checkpoint was not saved by the CENet release code with its '
+            'default CE settings; nothing was written.')
+    extra = [k for k in converted if k not in expected]
+    if extra:
+        raise CENetCheckpointError(
+            f'tensors CE-ResNet-{depth} does not have: {_shown(extra)}; '
+            'nothing was written.')
 
 
 def save_atomically(obj: object, path: str) -> None:
