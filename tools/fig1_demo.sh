@@ -86,7 +86,7 @@ for model in $models; do
     done
   fi
 done
-say "expected: about 60 minutes on 2 idle CPU cores for the ${#runs[@]} \
+say "expected: about 70 minutes on 2 CPU cores (70 min 12 s measured) for the ${#runs[@]} \
 trainings ($jobs at a time, about 8.5 minutes each without CE and 10.5 with \
 on one thread) and their measurements (about 1.5 minutes each): estimated \
 from single trainings$([[ $quick == 1 ]] && echo '; QUICK: 1-2 minutes'). \
