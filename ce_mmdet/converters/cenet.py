@@ -140,11 +140,6 @@ def convert_cenet_state_dict(
     return converted
 
 
-def _shown(keys: list) -> str:
-    return ', '.join(keys[:3]) + (f', ... ({len(keys)} in all)'
-                                  if len(keys) > 3 else '')
-
-
 def check_complete(converted: dict, depth: int) -> None:
     """Refuse converted weights that do not fill ``CEResNet(depth)``
     (default CE settings: the release's) exactly: a missing tensor (a
@@ -159,6 +154,7 @@ def check_complete(converted: dict, depth: int) -> None:
     """
     # Imported here: the converter needs the architecture only to check.
     from ce_mmdet.backbones import CEResNet
+    from ce_mmdet.backbones.pretrained_checks import _shown
 
     with torch.device('meta'):  # shapes only: no memory, no initialisation
         expected = CEResNet(depth=depth, init_cfg=None).state_dict()
