@@ -119,6 +119,12 @@ def test_beta_shares_count_chosen_signs_and_only_norms_feeding_a_relu():
         13 / 32)
     assert analysis.beta_nonpositive['by_stage'] == pytest.approx(
         {'stem': 3 / 8, 'layer1': 15 / 32})
+    # compare_blocks.py's summary reports the share among feeding norms
+    from ce_mmdet.analysis.compare import analysis_summary
+    assert analysis_summary(analysis) == dict(
+        inhibited=analysis.inhibited['overall'],
+        beta_nonpositive_feeding=pytest.approx(13 / 32),
+        beta_nonpositive=pytest.approx(18 / 40))
 
 
 # --------------------------------------------------- activation magnitudes

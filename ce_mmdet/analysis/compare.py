@@ -224,6 +224,16 @@ def estimate_seconds(configs: dict[str, str], settings: CompareSettings,
     return total
 
 
+def analysis_summary(analysis: ModelAnalysis) -> dict[str, Optional[float]]:
+    """A variant's channel shares in the summary (whole backbone): inhibited
+    channels, and beta <= 0 among the norms feeding an activation (the
+    paper's criterion) and among all norms."""
+    return dict(
+        inhibited=analysis.inhibited['overall'],
+        beta_nonpositive_feeding=analysis.beta_nonpositive_feeding['overall'],
+        beta_nonpositive=analysis.beta_nonpositive['overall'])
+
+
 def run_variant(variant: str, config: str, settings: CompareSettings,
                 say: Callable[[str], None]) -> tuple[VariantResult,
                                                      ModelAnalysis]:
@@ -259,9 +269,7 @@ def run_variant(variant: str, config: str, settings: CompareSettings,
     cost = detector_cost(cfg)
     result = VariantResult(
         variant=variant, config=config, checkpoint=checkpoint,
-        metrics=metrics, inhibited=analysis.inhibited['overall'],
-        beta_nonpositive_feeding=analysis.beta_nonpositive_feeding['overall'],
-        beta_nonpositive=analysis.beta_nonpositive['overall'],
+        metrics=metrics, **analysis_summary(analysis),
         params=cost['params'], backbone_flops=cost['backbone_flops'],
         seconds_per_iter=training_seconds_per_iter(work_dir),
         wall_seconds=time.monotonic() - start,
