@@ -209,6 +209,100 @@ def test_cumulative_ablation_rejects_bad_arguments():
                          'layer4') == ['layer4.1.relu#1']
 
 
+def test_retained_share_is_the_normalised_area_above_the_floor():
+    """The area under (score - floor) / (score at 0 - floor), trapezoids
+    over the fractions, divided by their span; None at the floor."""
+    from ce_mmdet.analysis.channel_ablation import AblationCurve
+
+    def curve(values, fractions=(0.0, 0.5, 1.0)):
+        return AblationCurve('m', 'random', 'accuracy/top1',
+                             list(fractions), values, seeds=[0, 1])
+
+    # mean curve 80, 55, 10 above a floor of 10: kept 1, 45/70, 0
+    two_seeds = curve([[80.0, 45.0, 10.0], [80.0, 65.0, 10.0]])
+    assert two_seeds.retained(10.0) == pytest.approx(
+        0.5 * (1 + 45 / 70) / 2 + 0.5 * (45 / 70) / 2)
+    # the span, not the number of fractions, normalises: uneven steps
+    uneven = curve([[100.0, 100.0, 0.0]], fractions=(0.0, 0.8, 0.9))
+    assert uneven.retained() == pytest.approx((0.8 + 0.1 * 0.5) / 0.9)
+    assert curve([[10.0, 10.0, 10.0]]).retained(10.0) is None
+    with pytest.raises(ValueError, match='start at 0'):
+        curve([[50.0, 40.0]], fractions=(0.1, 0.5)).retained(10.0)
+
+
+def fig1_measurement(name: str, seed: int, random_rows, smallest_first,
+                     chance: float = 10.0):
+    from ce_mmdet.analysis.channel_ablation import AblationCurve
+    from ce_mmdet.analysis.fig1 import Fig1Measurement
+    fractions = [0.0, 0.5, 1.0]
+    curves = dict(
+        random=AblationCurve(name, 'random', 'accuracy/top1', fractions,
+                             random_rows, seeds=list(range(len(random_rows)))),
+        magnitude=AblationCurve(name, 'magnitude', 'accuracy/top1',
+                                fractions, [smallest_first]))
+    return Fig1Measurement(
+        name=name, seed=seed, config=str(REPO_ROOT / 'configs' / 'fig1' /
+                                         'vgg_bn_shapes10.py'),
+        checkpoint='epoch_6.pth', top1=random_rows[0][0], inhibited=0.25,
+        dead=0.0625, small=0.125, tau=0.1, epsilon=0.01, chance=chance,
+        curves=curves)
+
+
+def test_ablation_table_and_json_round_trip(tmp_path):
+    """The table averages the retained shares over a model's seeds, shows
+    '-' for a model at chance; a fig1.json entry reads back equal, and one
+    written without ``chance`` takes it from its config (10 classes)."""
+    import json
+
+    from ce_mmdet.analysis.fig1 import Fig1Measurement, ablation_table
+    results = [
+        fig1_measurement('BN', 0, [[90.0, 50.0, 10.0]], [90.0, 90.0, 10.0]),
+        fig1_measurement('BN', 1, [[90.0, 30.0, 10.0]], [90.0, 70.0, 10.0]),
+        fig1_measurement('LN', 0, [[10.0, 10.0, 10.0]], [10.0, 10.0, 10.0])]
+    rows = {line.split('|')[1].strip(): line.split('|')[2:-1]
+            for line in ablation_table(results).splitlines()[2:]}
+    # BN: random kept 0.5 and 0.375, smallest first 0.75 and 0.625
+    assert [cell.strip() for cell in rows['BN']] == ['0, 1', '0.438', '0.688']
+    assert [cell.strip() for cell in rows['LN']] == ['0', '-', '-']
+
+    entry = json.loads(json.dumps(results[1].to_dict()))
+    assert Fig1Measurement.from_dict(entry) == results[1]
+    del entry['chance']
+    assert Fig1Measurement.from_dict(entry).chance == 10.0
+
+
+def test_fig1_report_redraws_from_json_and_refuses_other_files(tmp_path):
+    import json
+    import subprocess
+    import sys
+    tool = str(REPO_ROOT / 'tools' / 'analysis_tools' / 'fig1_report.py')
+    results = [
+        fig1_measurement('BN', 0, [[90.0, 50.0, 10.0]], [90.0, 90.0, 10.0]),
+        fig1_measurement('BN+CE', 0, [[92.0, 60.0, 10.0]], [92.0, 80.0, 10.0])]
+    source = tmp_path / 'old' / 'fig1.json'
+    source.parent.mkdir()
+    source.write_text(json.dumps(dict(models=[r.to_dict() for r in results])))
+    done = subprocess.run(
+        [sys.executable, tool, '--from-json', str(source), '--out-dir',
+         str(tmp_path / 'new')], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / 'new' / 'fig1.md').read_text()
+    assert '| BN+CE | 0 | 8.0 | 25.0% | 6.2% | 12.5% |' in table
+    # kept: random 1, 50/82, 0 and smallest first 1, 70/82, 0
+    assert '| BN+CE | 0 | 0.555 | 0.677 |' in table
+    assert json.loads((tmp_path / 'new' / 'fig1.json').read_text()) == \
+        json.loads(source.read_text())
+    assert (tmp_path / 'new' / 'fig1.png').stat().st_size > 10_000
+
+    source.write_text('{"rows": []}')
+    done = subprocess.run(
+        [sys.executable, tool, '--from-json', str(source), '--out-dir',
+         str(tmp_path / 'bad')], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert 'not a fig1.json written by fig1_report.py' in done.stderr
+    assert not (tmp_path / 'bad').exists()
+
+
 # ------------------------------------------------------------------ NormCE
 @pytest.mark.parametrize('norm_cfg', [
     dict(type='GN', num_groups=1),
@@ -398,9 +492,12 @@ def test_fig1_demo_quick(tmp_path: Path, run_quick_demo) -> None:
         image_size=32, classes=SHAPE_NAMES, show_progress=False)
     run_quick_demo('fig1')
     report = tmp_path / 'work_dirs' / 'fig1_quick' / 'report'
-    rows = [line for line in (report / 'fig1.md').read_text().splitlines()
-            if line.startswith('| BN')]
+    criteria, ablation = (report / 'fig1.md').read_text().split('\n\n')[1:3]
+    rows = [line for line in criteria.splitlines() if line.startswith('| BN')]
     assert [row.split('|')[1].strip() for row in rows] == ['BN', 'BN+CE']
+    assert 'smallest first' in ablation.splitlines()[0]
+    assert [row.split('|')[1].strip()
+            for row in ablation.splitlines()[2:]] == ['BN', 'BN+CE']
     assert (report / 'fig1.png').stat().st_size > 10_000
     models = json.loads((report / 'fig1.json').read_text())['models']
     for model in models:
@@ -412,6 +509,7 @@ def test_fig1_demo_quick(tmp_path: Path, run_quick_demo) -> None:
         # a dead channel (zero everywhere) has mean 0 <= epsilon: small
         assert 0.0 <= model['dead'] <= model['small'] <= 1.0
         assert 0.0 <= model['inhibited'] <= 1.0
+        assert model['chance'] == 100.0 / len(SHAPE_NAMES)
 
 
 def test_generator_command_writes_the_named_cifar_set(

@@ -79,8 +79,45 @@ class AblationCurve:
     def highest(self) -> list[float]:
         return [max(column) for column in zip(*self.values)]
 
+    def retained(self, floor: float = 0.0) -> Optional[float]:
+        """How much of the score above ``floor`` survives the ablation, on
+        average over the fractions: the area under the mean curve of
+        ``(score(f) - floor) / (score(0) - floor)`` (trapezoids), divided by
+        the span of the fractions. 1: no loss; 0: at the floor at once.
+
+        Args:
+            floor: the score of a network that learned nothing (a
+                classifier's chance top-1, 100 / classes; 0 for AP).
+
+        Returns:
+            The share, or None if the unablated score is not above
+            ``floor`` (nothing to lose).
+
+        Raises:
+            ValueError: the curve does not start at fraction 0 or has a
+                single fraction.
+        """
+        if len(self.fractions) < 2 or self.fractions[0] != 0.0:
+            raise ValueError(
+                f'{self.name} ({self.order}): the retained share needs the '
+                f'fractions to start at 0 and span an interval, got '
+                f'{self.fractions}')
+        mean = self.mean
+        if mean[0] <= floor:
+            return None
+        kept = [(value - floor) / (mean[0] - floor) for value in mean]
+        area = sum((right - left) * (a + b) / 2 for left, right, a, b in zip(
+            self.fractions, self.fractions[1:], kept, kept[1:]))
+        return area / (self.fractions[-1] - self.fractions[0])
+
     def to_dict(self) -> dict:
         return dict(asdict(self), mean=self.mean)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'AblationCurve':
+        """The inverse of :meth:`to_dict` (its derived ``mean`` dropped)."""
+        return cls(**{key: value for key, value in data.items()
+                      if key != 'mean'})
 
 
 class ChannelAblation:

@@ -9,7 +9,8 @@ cumulative ablation (:func:`~.checkpoint_analysis.ablate_checkpoint`: top-1
 as channels are zeroed; its fraction 0 is the model's top-1 on the val
 split). :func:`fig1_table` and :func:`plot_fig1` summarise them as the paper
 does: (a) the norm pairs, (b) the activation pairs, inhibited share and
-top-1 error; (c) the ablation curves.
+top-1 error; (c) the ablation curves, which :func:`ablation_table` reduces
+to one number per order (the share of the above-chance top-1 kept).
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
-from .channel_ablation import (DEFAULT_FRACTIONS, DEFAULT_SEEDS,
+from .channel_ablation import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS,
                                AblationCurve)
 from .checkpoint_analysis import ablate_checkpoint, analyze_checkpoint
 from .inhibited_channels import format_percent
+from .model_loading import load_config
 from .output_files import save_figure
 
 FIG1_MODELS = {
@@ -48,8 +50,8 @@ read from the figure the authors publish with their code."""
 @dataclass
 class Fig1Measurement:
     """One trained model: its shares of channels per criterion (trunk
-    activations, channel-weighted), its top-1 (fraction 0 of the ablation)
-    and its ablation curves."""
+    activations, channel-weighted), its top-1 (fraction 0 of the ablation),
+    the chance top-1 of its head (100 / classes) and its ablation curves."""
     name: str
     seed: int
     config: str
@@ -60,6 +62,7 @@ class Fig1Measurement:
     small: Optional[float]
     tau: float
     epsilon: float
+    chance: float
     curves: dict[str, AblationCurve] = field(default_factory=dict)
 
     @property
@@ -70,6 +73,23 @@ class Fig1Measurement:
         data = asdict(self)
         data['curves'] = {k: v.to_dict() for k, v in self.curves.items()}
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'Fig1Measurement':
+        """The inverse of :meth:`to_dict` (a ``fig1.json`` entry; one
+        written before ``chance`` was recorded takes it from its config)."""
+        curves = {order: AblationCurve.from_dict(curve)
+                  for order, curve in data.get('curves', {}).items()}
+        data = dict(data, curves=curves)
+        if 'chance' not in data:
+            data['chance'] = chance_top1(load_config(data['config']))
+        return cls(**data)
+
+    def retained(self, order: str) -> Optional[float]:
+        """:meth:`AblationCurve.retained` of one order above chance (None if
+        the model is at chance or the order was not measured)."""
+        curve = self.curves.get(order)
+        return None if curve is None else curve.retained(self.chance)
 
 
 def measure_model(name: str, seed: int, config: str, checkpoint: str,
@@ -92,7 +112,17 @@ def measure_model(name: str, seed: int, config: str, checkpoint: str,
         name=name, seed=seed, config=config, checkpoint=checkpoint,
         top1=top1, inhibited=analysis.inhibited['overall'],
         dead=analysis.dead['overall'], small=analysis.small['overall'],
-        tau=tau, epsilon=epsilon, curves=curves)
+        tau=tau, epsilon=epsilon,
+        chance=chance_top1(load_config(config, cfg_options)), curves=curves)
+
+
+def chance_top1(cfg) -> float:
+    """Top-1 (%) of a classifier that guesses: 100 / its head's classes."""
+    num_classes = cfg.model.get('head', {}).get('num_classes')
+    if not num_classes:
+        raise ValueError('the config has no model.head.num_classes: not a '
+                         'classifier of configs/fig1/')
+    return 100.0 / num_classes
 
 
 def _mean(values: list[Optional[float]]) -> Optional[float]:
@@ -132,6 +162,26 @@ def fig1_table(results: list[Fig1Measurement]) -> str:
                                                for r in members]))
                          for c in ('inhibited', 'dead', 'small'))
             + f' | {f"{paper[0]:.1f}% / {paper[1]:.1f}" if paper else "-"} |')
+    return '\n'.join(lines)
+
+
+def ablation_table(results: list[Fig1Measurement]) -> str:
+    """Markdown: per model (mean over its seeds), the share of the
+    above-chance top-1 kept under cumulative ablation
+    (:meth:`AblationCurve.retained`) in each order. A network that spreads
+    its information over its channels keeps more in the random order; one
+    whose smallest channels carry nothing keeps more smallest-first."""
+    if not results:
+        return ''
+    lines = ['| model | seeds | top-1 kept, random order | top-1 kept, '
+             'smallest first |', '|---|---|---|---|']
+    for name, members in by_model(results).items():
+        cells = []
+        for order in ORDERS:
+            kept = _mean([r.retained(order) for r in members])
+            cells.append('-' if kept is None else f'{kept:.3f}')
+        lines.append(f'| {name} | {", ".join(str(r.seed) for r in members)} '
+                     f'| {" | ".join(cells)} |')
     return '\n'.join(lines)
 
 

@@ -6,14 +6,19 @@ For each model label (``BN``, ``BN+CE``, ``LN``, ``LN+CE``, ``ELU``,
 and seed, reads the checkpoint MMEngine last wrote in
 ``<work-root>/<config>_seed<S>/``, and measures inhibited channels (relative
 tau, dead, small) and the cumulative ablation (top-1 as channels are zeroed).
-Writes ``fig1.md`` (the table printed), ``fig1.json`` and ``fig1.png`` into
---out-dir. ``tools/fig1_demo.sh`` (``bash tools/run_demo.sh fig1``) trains
-the models and runs this::
+Writes ``fig1.md`` (the tables printed: the channel criteria, and the share
+of the above-chance top-1 each order of ablation keeps), ``fig1.json`` and
+``fig1.png`` into --out-dir; ``--from-json`` redraws them from a
+``fig1.json`` written before, without measuring. ``tools/fig1_demo.sh``
+(``bash tools/run_demo.sh fig1``) trains the models and runs this::
 
     python tools/analysis_tools/fig1_report.py --models BN BN+CE --seeds 0 1 \\
         --work-root work_dirs/fig1 --out-dir work_dirs/fig1/report
+    python tools/analysis_tools/fig1_report.py \\
+        --from-json work_dirs/fig1/report/fig1.json --out-dir new_report
 """
 import argparse
+import json
 import os.path as osp
 import sys
 
@@ -29,8 +34,10 @@ from mmengine.config import DictAction  # noqa: E402
 from ce_mmdet.analysis import DEFAULT_EPSILON, DEFAULT_TAU  # noqa: E402
 from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
     DEFAULT_FRACTIONS, DEFAULT_SEEDS)
-from ce_mmdet.analysis.fig1 import (FIG1_MODELS, checkpoint_of,  # noqa: E402
-                                    fig1_table, measure_model, plot_fig1)
+from ce_mmdet.analysis.fig1 import (FIG1_MODELS,  # noqa: E402
+                                    Fig1Measurement, ablation_table,
+                                    checkpoint_of, fig1_table, measure_model,
+                                    plot_fig1)
 from ce_mmdet.analysis.output_files import write_json, write_text  # noqa: E402
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
@@ -70,14 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tau', type=float, default=DEFAULT_TAU)
     parser.add_argument('--epsilon', type=float, default=DEFAULT_EPSILON)
     parser.add_argument('--out-dir', default='work_dirs/fig1/report')
+    parser.add_argument('--from-json', metavar='FIG1_JSON',
+                        help='redraw the tables and the figure from this '
+                        'fig1.json instead of measuring (the model options '
+                        'are ignored)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default=None,
         help='overrides applied to every config (e.g. another data root)')
     return parser
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def load_results(path: str) -> list:
+    """The measurements of a ``fig1.json`` written by this tool."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return [Fig1Measurement.from_dict(entry)
+                    for entry in json.load(f)['models']]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f'{path}: not a fig1.json written by fig1_report.py '
+                         f'({type(error).__name__}: {error})') from error
+
+
+def measure_results(args: argparse.Namespace) -> list:
+    """Measure every trained model the arguments name."""
     results = []
     for name in args.models:
         stem = FIG1_MODELS[name][0]
@@ -97,7 +119,19 @@ def main() -> None:
                     cfg_options=args.cfg_options))
             except (FileNotFoundError, ValueError) as error:
                 sys.exit(f'fig1_report.py: {name} seed {seed}: {error}')
-    table = fig1_table(results)
+    return results
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.from_json:
+        try:
+            results = load_results(args.from_json)
+        except ValueError as error:
+            sys.exit(f'fig1_report.py: {error}')
+    else:
+        results = measure_results(args)
+    table = fig1_table(results) + '\n\n' + ablation_table(results)
     print(table)
     paths = dict(
         markdown=write_text(osp.join(args.out_dir, 'fig1.md'),
