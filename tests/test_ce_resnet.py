@@ -234,7 +234,7 @@ def test_converter_refuses_bad_sources_without_writing(tmp_path):
     with pytest.raises(CENetCheckpointError, match='no such file'):
         convert_cenet_checkpoint(str(tmp_path / 'missing.pth'), dst)
     assert not os.path.exists(dst)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+    assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
 
 
 def test_frozen_bn_shift_in_conv_keeps_hooks_and_results():
@@ -281,7 +281,7 @@ def _refused_without_writing(tmp_path, state_dict, match):
     with pytest.raises(CENetCheckpointError, match=match):
         convert_cenet_checkpoint(src, dst)
     assert not os.path.exists(dst)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+    assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
 
 
 def test_converter_refuses_an_incomplete_checkpoint(tmp_path):

@@ -190,7 +190,7 @@ def test_interrupted_annotation_write_leaves_no_annotation_file(
     with pytest.raises(KeyboardInterrupt):
         generate_shapes_dataset(tmp_path, seed=1, **SMALL)
     assert list((tmp_path / 'annotations').iterdir()) == []
-    assert not list(tmp_path.rglob('*.tmp'))
+    assert not list(tmp_path.rglob('*.tmp*'))
 
 
 def test_annotations_failing_validation_are_not_written(tmp_path, monkeypatch):

@@ -1,6 +1,5 @@
 """CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
 import math
-import os.path as osp
 from typing import Callable, List, Optional, Sequence
 
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
@@ -11,10 +10,10 @@ from torch.nn.modules import module as module_hooks
 
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
-from ce_mmdet.utils.checkpoint_loading import is_local_checkpoint
 
 from .plugin_resnet import PluginBasicBlock, residual_forward
 from .pretrained_checks import (check_ce_backbone_checkpoint,
+                                check_local_checkpoint_exists,
                                 pretrained_checkpoint, pretrained_prefix)
 
 
@@ -236,11 +235,13 @@ class CEResNet(ResNet):
         new_ce: List[str] = []
         checkpoint = pretrained_checkpoint(self.init_cfg)
         if not self.is_init and isinstance(checkpoint, str):
-            _check_local_checkpoints_exist(self.init_cfg)
+            network = f'{type(self).__name__}-{self.depth}'
+            check_local_checkpoint_exists(self.init_cfg, network,
+                                          _how_to_make(checkpoint))
             new_ce = check_ce_backbone_checkpoint(
                 self, checkpoint, pretrained_prefix(self.init_cfg),
                 is_ce_key=_is_ce_key, new_by_design=self._new_by_design(),
-                network=f'{type(self).__name__}-{self.depth}')
+                network=network)
         super().init_weights()
         if new_ce:
             MMLogger.get_current_instance().info(
@@ -260,38 +261,17 @@ class CEResNet(ResNet):
                             or key.startswith(plugin_prefixes))
 
 
-def _check_local_checkpoints_exist(init_cfg) -> None:
-    """Fail early, and clearly, on a ``Pretrained`` local file that is missing.
-
-    MMEngine would raise ``FileNotFoundError('<file> can not be found.')``
-    from deep inside the initialisation; the CE-ResNet checkpoints are not
-    downloadable but made by a converter, so say how.
-    """
-    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    for cfg in cfgs:
-        if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
-            continue
-        checkpoint = cfg.get('checkpoint')
-        if not isinstance(checkpoint, str):
-            continue
-        # The loader MMEngine would pick: local only for plain paths.
-        if not is_local_checkpoint(checkpoint):
-            continue
-        path = osp.expanduser(checkpoint)
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'Pretrained backbone checkpoint {checkpoint!r} not found '
-                f'(resolved to {osp.abspath(path)!r}). For a CE-ResNet, '
-                'convert the authors\' ImageNet CENet checkpoint with '
-                '`python tools/model_converters/cenet2mmdet.py <CENet .pth '
-                f'or .pth.tar> {checkpoint}` (the release holds '
-                'CE-ResNet-50 only; other depths need an ImageNet CE-ResNet '
-                'of your own), or point the config at the '
-                'converted file with `--cfg-options '
-                'model.backbone.init_cfg.checkpoint=<path>` (or '
-                '`model.backbone.init_cfg=None` to start from random '
-                'weights, e.g. when the whole detector is loaded '
-                'afterwards with `load_from`/`--resume`).')
+def _how_to_make(checkpoint: str) -> str:
+    """The fix named when a CE-ResNet's local checkpoint is missing."""
+    return ('For a CE-ResNet, convert the authors\' ImageNet CENet '
+            'checkpoint with `python tools/model_converters/cenet2mmdet.py '
+            f'<CENet .pth or .pth.tar> {checkpoint}` (the release holds '
+            'CE-ResNet-50 only; other depths need an ImageNet CE-ResNet of '
+            'your own), or point the config at the converted file with '
+            '`--cfg-options model.backbone.init_cfg.checkpoint=<path>` (or '
+            '`model.backbone.init_cfg=None` to start from random weights, '
+            'e.g. when the whole detector is loaded afterwards with '
+            '`load_from`/`--resume`).')
 
 
 def _is_ce_key(key: str) -> bool:

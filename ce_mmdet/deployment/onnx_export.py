@@ -21,8 +21,6 @@ check leaves no ``.onnx`` behind.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -30,6 +28,8 @@ from typing import Optional, Sequence
 import torch
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
+
+from ce_mmdet.utils.atomic_files import write_atomically
 
 EXPORT_PARTS = ('backbone_neck', 'backbone')
 """What :func:`detector_part` can take out of a detector."""
@@ -212,12 +212,6 @@ def check_onnx(path: str | Path, module: nn.Module, inputs: Tensor,
     return check
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_and_check_onnx(module: nn.Module, input_shape: Sequence[int],
                           path: str | Path, opset: Optional[int] = None,
                           tolerance: float = DEFAULT_TOLERANCE,
@@ -247,18 +241,16 @@ def export_and_check_onnx(module: nn.Module, input_shape: Sequence[int],
     example, check_input = (
         torch.randn(*input_shape, generator=generator).to(device)
         for _ in range(2))
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(descriptor)
-    try:
-        export_onnx(module, example, temporary, opset)
-        check = check_onnx(temporary, module, check_input, tolerance,
-                           name=f'{path} (not written)')
-        os.chmod(temporary, 0o666 & ~_umask())  # (mkstemp makes it 0600)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    checks: list[OnnxCheck] = []
+
+    def compare_with_pytorch(temporary: str) -> None:
+        checks.append(check_onnx(temporary, module, check_input, tolerance,
+                                 name=f'{path} (not written)'))
+
+    write_atomically(
+        path, lambda temporary: export_onnx(module, example, temporary, opset),
+        validate=compare_with_pytorch)
+    check = checks[0]
     logger.info(f'wrote {path} (input {tuple(input_shape)}); onnxruntime vs '
                 f'PyTorch: max abs diff {check.worst_abs:.3g}, max rel diff '
                 f'{check.worst_rel:.3g}')
