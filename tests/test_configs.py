@@ -12,8 +12,8 @@ checkpoint saving. Models, pipelines' transforms, optimizers, LR schedules
 and evaluators are the configs' own.
 
 Static tests pin what the configs are meant to reproduce (the paper's Table 3
-settings and MMDetection's schedules), and the missing-checkpoint error of
-CE-ResNet is checked.
+settings and MMDetection's schedules) and the RNG-state hook of an exact
+resume, and the missing-checkpoint error of CE-ResNet is checked.
 """
 from __future__ import annotations
 
@@ -437,6 +437,14 @@ def test_config_imports_ce_mmdet_and_scales_lr_from_16_images(
     assert cfg.custom_imports.allow_failed_imports is False
     # --auto-scale-lr rescales from MMDetection's 16 images per iteration
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_config_id)
+def test_config_keeps_rng_states_for_an_exact_resume(path: Path) -> None:
+    # configs/_base_/exact_resume.py, once (configs/shapes/ add their own)
+    cfg = Config.fromfile(str(path))
+    assert [hook for hook in cfg.custom_hooks
+            if hook.type == 'RNGStateHook'] == [dict(type='RNGStateHook')]
 
 
 @pytest.mark.parametrize('path', COCO_CONFIGS, ids=_config_id)

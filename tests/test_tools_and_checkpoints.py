@@ -3,9 +3,10 @@
 A tiny Mask R-CNN (``tiny_detector.py``) is trained for 2 iterations with
 ``tools/train.py``, resumed for 2 more with ``--resume`` and evaluated with
 ``tools/test.py``, all with PyTorch's ``weights_only=True`` ``torch.load``
-default. With a CE-ResNet-18 backbone, 2 iterations, a stop and a resume for
-2 more reproduce an uninterrupted 4-iteration run bit for bit (losses,
-weights, CE and BN running statistics, optimizer). A resume never executes
+default. With a CE-ResNet-18 backbone, MMDetection's ``RandomSampler``s and
+``RNGStateHook``, 2 iterations, a stop and a resume for 2 more reproduce an
+uninterrupted 4-iteration run bit for bit (losses, weights, CE and BN
+running statistics, optimizer). A resume never executes
 the config text a checkpoint carries, and a crafted checkpoint is refused
 with an error that names it (the allow-list itself and the crafted
 checkpoints: ``test_checkpoint_safety.py``). The shell launchers are checked with stand-ins for ``python`` and
@@ -26,6 +27,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 
+from ce_mmdet.engine.rng_state_hook import RNG_STATE_KEY
 from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
                             openmmlab_tool_path, run_openmmlab_tool)
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
@@ -168,23 +170,22 @@ def write_exact_resume_config(root: Path, data_paths: dict) -> Path:
 
     MMEngine 0.10.7 checkpoints the model, optimizer, schedulers and message
     hub, and re-reads the skipped batches on resume, which replays the data
-    pipeline's numpy draws (``RandomFlip``); it saves no global torch RNG
-    state, from which MMDetection's ``RandomSampler`` draws the proposals
-    the RPN and R-CNN heads train on. ``PseudoSampler`` trains on all of
-    them instead, so that every random draw of a training step is replayed
-    by a resumed run. Validation is off (fewer processes to wait for).
+    pipeline's numpy draws (``RandomFlip``); it saves no global RNG state,
+    from which MMDetection's ``RandomSampler`` draws the proposals the RPN
+    and R-CNN heads train on. ``RNGStateHook`` saves and restores those
+    states, so the samplers stay the base config's ``RandomSampler``s.
+    Validation is off (fewer processes to wait for).
     """
     write_tiny_mask_rcnn_config(root / 'tiny_mask_rcnn.py',
                                 data_paths,
                                 max_iters=RESUME_TO,
                                 checkpoint_interval=RESUME_AT)
-    no_sampling = dict(sampler=dict(_delete_=True, type='PseudoSampler'))
-    model = dict(backbone=tiny_ce_backbone('CE'),
-                 train_cfg=dict(rpn=no_sampling, rcnn=no_sampling))
+    model = dict(backbone=tiny_ce_backbone('CE'))
     config = root / 'tiny_ce_mask_rcnn_exact_resume.py'
     config.write_text(
         "_base_ = './tiny_mask_rcnn.py'\n"
         f'model = {model!r}\n'
+        "custom_hooks = [dict(type='RNGStateHook')]\n"
         'randomness = dict(seed=0, deterministic=True)\n'
         'val_dataloader = None\n'
         'val_cfg = None\n'
@@ -232,6 +233,9 @@ def test_resume_reproduces_the_uninterrupted_losses(
     output = exact_resume['resume_output']
     assert f'resumed epoch: 0, iter: {RESUME_AT}' in output
     assert f'Advance dataloader {RESUME_AT} steps' in output
+    # (and the CUDA generators' where the run used a GPU)
+    assert (f'Restored the RNG states saved at iteration {RESUME_AT} '
+            '(python random, numpy, torch CPU') in output
     uninterrupted = iteration_records(exact_resume['uninterrupted'])
     interrupted = iteration_records(exact_resume['interrupted'])
     assert [r['iter'] for r in interrupted] == list(range(1, RESUME_TO + 1))
@@ -247,8 +251,14 @@ def test_resume_reproduces_the_uninterrupted_weights(
     name = f'iter_{RESUME_TO}.pth'
     expected = torch.load(exact_resume['uninterrupted'] / name)
     resumed = torch.load(exact_resume['interrupted'] / name)
-    at_stop = torch.load(exact_resume['interrupted'] /
-                         f'iter_{RESUME_AT}.pth')['state_dict']
+    stop_checkpoint = exact_resume['interrupted'] / f'iter_{RESUME_AT}.pth'
+    stop = torch.load(stop_checkpoint, weights_only=True)
+    at_stop = stop['state_dict']
+    # RNGStateHook's entry: plain tensors and values, no global to allow
+    assert stop[RNG_STATE_KEY].keys() >= {'python', 'numpy', 'torch'}
+    with without_safe_globals():
+        assert set(torch.serialization.get_unsafe_globals_in_checkpoint(
+            str(stop_checkpoint))) <= MMENGINE_GLOBALS
     state = resumed['state_dict']
     assert state.keys() == expected['state_dict'].keys()
     # weights and buffers: CE's running statistics, BN's, their counters

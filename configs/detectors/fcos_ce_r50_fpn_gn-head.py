@@ -10,7 +10,10 @@ detectors (e.g. ``retinanet_r50_fpn_1x_coco``). Head, losses and schedule
 backbone switch the caffe baseline is only indicative: a BN control needs
 the same changes with ``type='ResNet'`` and ``torchvision://resnet50``.
 """
-_base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
+_base_ = [
+    'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+    '../_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 

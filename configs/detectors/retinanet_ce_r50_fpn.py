@@ -3,7 +3,10 @@
 MMDetection's ``retinanet_r50_fpn_1x_coco`` (box 36.5; lr 0.01 for 16
 images) with the backbone of ``../mask_rcnn_ce_r50_fpn.py``.
 """
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+    '../_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 

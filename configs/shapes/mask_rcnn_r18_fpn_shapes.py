@@ -3,7 +3,10 @@
 # training and evaluation fit in about 15 minutes on 2 CPU cores.
 # mask_rcnn_ce_r18_fpn_shapes.py inherits everything and only swaps in
 # CE-ResNet-18, so the two configs are a like-for-like comparison.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 
@@ -144,8 +147,11 @@ env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
 # One line early in the log with the measured speed and the expected end
 # (data generation, evaluation and drawing take about 25 s more in
-# tools/run_demo.sh).
-custom_hooks = [dict(type='TrainingDurationHook', extra_seconds=25)]
+# tools/run_demo.sh), after the base's RNGStateHook (exact resume).
+custom_hooks = [
+    *_base_.custom_hooks,
+    dict(type='TrainingDurationHook', extra_seconds=25)
+]
 # tools/test.py --show-dir (the demo's vis/ pictures): 160 px images and
 # their instances upscaled 3x, a caption above each panel, labels outside
 # the boxes. Drawing only: the evaluation still sees the 160 px images.
