@@ -212,35 +212,50 @@ def test_degenerate_inputs_give_finite_outputs_and_gradients(shape, content):
         assert torch.isfinite(buffer).all()
 
 
-def test_autocast_bfloat16_runs_statistics_in_float32():
-    ce = randomized_ce(32).train()
-    x = sample_input()
+def check_autocast_output(device: torch.device, dtype: torch.dtype,
+                          tolerance: float = 2e-2) -> None:
+    """Under ``dtype`` autocast on ``device``, CE returns its input's dtype
+    (a float32 input stays float32) and, fed the rounded input, the float32
+    result up to that rounding (``tolerance``: relative)."""
+    ce = randomized_ce(32).to(device).train()
+    x = sample_input().to(device)
     expected = copy.deepcopy(ce)(x)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = ce(x.bfloat16())
-    assert out.dtype == torch.bfloat16
-    # Only the bf16 rounding of input and output remains.
-    assert relative_error(out, expected) < 2e-2
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=dtype):
+        out = ce(x.to(dtype))
+    assert out.dtype == dtype and out.device.type == device.type
+    # Only the rounding of input and output remains.
+    assert relative_error(out, expected) < tolerance
+    with torch.autocast(device.type, dtype=dtype):
         out_running = ce(x)  # float32 input under autocast stays float32
     assert out_running.dtype == torch.float32
 
 
-def test_autocast_running_statistics_equal_a_float32_step():
-    """Under bf16 autocast, one training step leaves the running statistics
-    of a float32 step on the same (bf16-rounded) input, at float32
-    precision: bf16 statistics (relative errors ~1e-2) fail this."""
-    ce = randomized_ce(32).train()
+def check_autocast_running_statistics(device: torch.device,
+                                      dtype: torch.dtype) -> None:
+    """Under ``dtype`` autocast on ``device``, one training step leaves the
+    running statistics of a float32 step on the same (rounded) input, in
+    float32 and at float32 precision: statistics computed in ``dtype``
+    (relative errors ~1e-2 in bf16) fail this."""
+    ce = randomized_ce(32).to(device).train()
     reference = copy.deepcopy(ce)
-    x = (sample_input() * 3 + 2).bfloat16()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    x = (sample_input() * 3 + 2).to(device, dtype)
+    with torch.autocast(device.type, dtype=dtype):
         ce(x)
     reference(x.float())
     for name in ('running_mean', 'running_whitening', 'running_scale'):
         actual, expected = getattr(ce, name), getattr(reference, name)
         assert actual.dtype == torch.float32, name
+        assert actual.device.type == device.type, name
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6,
                                    msg=name)
+
+
+def test_autocast_bfloat16_runs_statistics_in_float32():
+    check_autocast_output(torch.device('cpu'), torch.bfloat16)
+
+
+def test_autocast_running_statistics_equal_a_float32_step():
+    check_autocast_running_statistics(torch.device('cpu'), torch.bfloat16)
 
 
 def test_bad_input_shapes_are_refused():
