@@ -1,8 +1,7 @@
 """CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
-import math
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
@@ -11,10 +10,11 @@ from torch.nn.modules import module as module_hooks
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 
-from .plugin_resnet import PluginBasicBlock, residual_forward
+from .plugin_resnet import PluginBasicBlock, PluginResNet
 from .pretrained_checks import (check_ce_backbone_checkpoint,
                                 check_local_checkpoint_exists,
                                 pretrained_checkpoint, pretrained_prefix)
+from .residual_steps import StepsBottleneck
 
 
 def conv_norm_ce(conv: nn.Module, norm: nn.Module,
@@ -54,7 +54,19 @@ def _build_ce(ce_cfg: Optional[dict], channels: int) -> Optional[nn.Module]:
     return MODELS.build({**ce_cfg, 'in_channels': channels})
 
 
-class CEBasicBlock(PluginBasicBlock):
+class _CEAfterLastNorm:
+    """Mixin for a :class:`~ce_mmdet.backbones.residual_steps.
+    ResidualSteps` block: ``self.ce`` (None: no CE) after the last norm,
+    fused with it and its convolution (see :func:`conv_norm_ce`)."""
+
+    ce: Optional[nn.Module]
+
+    def last_conv_norm(self, x: Tensor) -> Tensor:
+        conv, norm = self.conv_and_norm(self.num_convs)
+        return conv_norm_ce(conv, norm, self.ce, x)
+
+
+class CEBasicBlock(_CEAfterLastNorm, PluginBasicBlock):
     """MMDetection's BasicBlock with CE after ``bn2``, before any
     ``after_conv2`` plugin (e.g. SE) and the residual addition."""
 
@@ -62,21 +74,8 @@ class CEBasicBlock(PluginBasicBlock):
         super().__init__(*args, **kwargs)
         self.ce = _build_ce(ce_cfg, self.norm2.num_features)
 
-    def forward(self, x: Tensor) -> Tensor:
 
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = conv_norm_ce(self.conv2, self.norm2, self.ce, out)
-            out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity  # in place, as MMDetection's blocks
-            return out
-
-        return residual_forward(self, _inner_forward, x)
-
-
-class CEBottleneck(Bottleneck):
+class CEBottleneck(_CEAfterLastNorm, StepsBottleneck):
     """MMDetection's Bottleneck with CE after ``bn3`` (= ``after_conv3``),
     before any other ``after_conv3`` plugin and the residual addition."""
 
@@ -84,36 +83,16 @@ class CEBottleneck(Bottleneck):
         super().__init__(*args, **kwargs)
         self.ce = _build_ce(ce_cfg, self.planes * self.expansion)
 
-    def forward(self, x: Tensor) -> Tensor:
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.relu(self.norm2(self.conv2(out)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = conv_norm_ce(self.conv3, self.norm3, self.ce, out)
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv3_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity  # in place, as MMDetection's blocks
-            return out
-
-        return residual_forward(self, _inner_forward, x)
-
-
-_CE_BLOCKS = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
-
 
 @MODELS.register_module()
-class CEResNet(ResNet):
+class CEResNet(PluginResNet):
     """ResNet with Channel Equilibrium, as in the authors' release.
 
     Every option of MMDetection's :class:`~mmdet.models.backbones.ResNet`
     works unchanged (``out_indices``, ``frozen_stages``, ``norm_eval``,
     ``style``, ``dcn``/``stage_with_dcn``, ``plugins``, ``with_cp``,
-    ``deep_stem``, ``avg_down``, ``init_cfg``, ``zero_init_residual``). CE is
+    ``deep_stem``, ``avg_down``, ``init_cfg``, ``zero_init_residual``;
+    ``plugins`` also for BasicBlocks, as in :class:`PluginResNet`). CE is
     placed as in the release: after the stem BN (one group of 64 channels),
     and after the last BN of every block (``bn3`` of a Bottleneck, ``bn2`` of
     a BasicBlock, i.e. before the residual addition) in the stages selected
@@ -144,6 +123,8 @@ class CEResNet(ResNet):
         **kwargs: MMDetection ResNet's arguments.
     """
 
+    block_classes = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
+
     def __init__(self,
                  depth: int,
                  stage_with_ce: Sequence[bool] = (True, True, True, False),
@@ -170,11 +151,8 @@ class CEResNet(ResNet):
         super()._make_stem_layer(in_channels, stem_channels)
         self.stem_ce = _build_ce(self.stem_ce_cfg, stem_channels)
 
-    def make_res_layer(self, **kwargs) -> nn.Module:
-        stage = int(math.log2(kwargs['planes'] // self.base_channels))
-        kwargs['block'] = _CE_BLOCKS.get(kwargs['block'], kwargs['block'])
-        kwargs['ce_cfg'] = self.ce_cfg if self.stage_with_ce[stage] else None
-        return super().make_res_layer(**kwargs)
+    def stage_block_args(self, stage: int) -> Dict[str, Any]:
+        return {'ce_cfg': self.ce_cfg if self.stage_with_ce[stage] else None}
 
     # ------------------------------------------------------------ forward
     def _stem_forward(self, x: Tensor) -> Tensor:

@@ -39,6 +39,11 @@ class DeconvBasicBlock(PluginBasicBlock):
 class DeconvBottleneck(Bottleneck):
     """Bottleneck with FastDeconv convolutions and no BNs after them.
 
+    (It keeps MMDetection's forward, not ``ResidualSteps``': with
+    ``with_cp`` that one checkpoints reentrantly, and the recomputation
+    updates FastDeconv's running statistics otherwise, so switching would
+    change trained numbers.)
+
     With ``dcn`` the deformable conv2 cannot be whitened (its sampling
     positions are learned): it keeps its BN, conv1 and conv3 are FastDeconv.
     """
