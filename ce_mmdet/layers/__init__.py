@@ -1,7 +1,9 @@
 """CE layers (CE, SyncCE, BN+CE as ``'BNCE'``, any norm + CE as
 ``'NormCE'``) and the blocks CE is compared with (SE, Gather-Excite, Network
-Deconvolution), registered in MMDetection's and MMEngine's MODELS
-registries."""
+Deconvolution), each registered once, in MMEngine's root MODELS registry
+(MMCV's pattern for its norm layers): MMDetection's and MMPretrain's MODELS
+fall back to it, and MMCV's ``build_norm_layer``, ``build_conv_layer`` and
+``build_plugin_layer`` build from it."""
 from .batch_norm_ce import BatchNormCE
 from .channel_equilibrium import (ChannelEquilibrium, InstanceReweighting,
                                   is_foldable_batch_norm,

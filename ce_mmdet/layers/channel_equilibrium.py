@@ -18,8 +18,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmdet.registry import MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -463,5 +462,5 @@ def _frozen_norm_affine(norm: _BatchNorm, weight: Tensor,
     return weight * inv_std, bias
 
 
+# Registered once, in MMEngine's root MODELS: every scope falls back to it.
 MODELS.register_module('CE', module=ChannelEquilibrium)
-MMENGINE_MODELS.register_module('CE', module=ChannelEquilibrium)
