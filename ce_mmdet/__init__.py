@@ -13,6 +13,13 @@ executes a config text stored in a checkpoint). Configs import it through
 ``custom_imports=dict(imports=['ce_mmdet'], allow_failed_imports=False)``.
 """
 from . import (  # noqa: F401
-    backbones, converters, datasets, engine, layers, utils, visualization)
+    backbones,
+    converters,
+    datasets,
+    engine,
+    layers,
+    utils,
+    visualization,
+)
 
 __version__ = '0.1.0'

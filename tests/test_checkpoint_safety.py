@@ -32,7 +32,7 @@ from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import crafted_checkpoints
-from ce_mmdet.utils import (CheckpointArray, allow_mmengine_checkpoint_globals)
+from ce_mmdet.utils import CheckpointArray, allow_mmengine_checkpoint_globals
 from ce_mmdet.utils.checkpoint_loading import gpu_ids_from_config_text
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
 

@@ -21,8 +21,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from ce_mmdet.datasets import (SHAPES_CLASSIFICATION_CLASSES,
-                               generate_shapes_classification_set)
+from ce_mmdet.datasets import (
+    SHAPES_CLASSIFICATION_CLASSES,
+    generate_shapes_classification_set,
+)
 from test_tools_and_checkpoints import run_tool
 
 pytestmark = pytest.mark.usefixtures('single_thread')

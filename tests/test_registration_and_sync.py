@@ -13,8 +13,12 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 import ce_mmdet  # noqa: F401
-from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium, SyncChannelEquilibrium,
-                             convert_sync_channel_equilibrium)
+from ce_mmdet.layers import (
+    BatchNormCE,
+    ChannelEquilibrium,
+    SyncChannelEquilibrium,
+    convert_sync_channel_equilibrium,
+)
 
 
 @pytest.mark.parametrize('scope', [None, 'mmdet'])
@@ -274,8 +278,8 @@ def test_every_layer_is_registered_once_in_the_root_registry():
 @pytest.mark.parametrize('name', sorted(LAYER_ARGS))
 def test_every_layer_builds_from_the_mmdet_and_mmpretrain_scopes(
         scope, prefix, name):
-    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
     import mmpretrain.models  # noqa: F401  (fills MMPretrain's registry)
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
     registry = MODELS if scope == 'mmdet' else MMPRETRAIN_MODELS
     with DefaultScope.overwrite_default_scope(scope):
         layer = registry.build(dict(type=prefix + name, **LAYER_ARGS[name]))

@@ -18,9 +18,12 @@ import torch
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ce_mmdet.engine import RNGStateHook
-from ce_mmdet.engine.rng_state_hook import (RNG_STATE_KEY, RNGStateError,
-                                            capture_rng_states,
-                                            restore_rng_states)
+from ce_mmdet.engine.rng_state_hook import (
+    RNG_STATE_KEY,
+    RNGStateError,
+    capture_rng_states,
+    restore_rng_states,
+)
 from crafted_checkpoints import without_safe_globals
 
 

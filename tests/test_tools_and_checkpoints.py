@@ -28,8 +28,11 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from ce_mmdet.engine.rng_state_hook import RNG_STATE_KEY
-from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
-                            openmmlab_tool_path, run_openmmlab_tool)
+from ce_mmdet.utils import (
+    allow_mmengine_checkpoint_globals,
+    openmmlab_tool_path,
+    run_openmmlab_tool,
+)
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
 from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
 

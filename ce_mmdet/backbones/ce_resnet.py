@@ -12,9 +12,12 @@ from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 
 from .plugin_resnet import PluginBasicBlock, residual_forward
-from .pretrained_checks import (check_ce_backbone_checkpoint,
-                                check_local_checkpoint_exists,
-                                pretrained_checkpoint, pretrained_prefix)
+from .pretrained_checks import (
+    check_ce_backbone_checkpoint,
+    check_local_checkpoint_exists,
+    pretrained_checkpoint,
+    pretrained_prefix,
+)
 
 
 def conv_norm_ce(conv: nn.Module, norm: nn.Module,

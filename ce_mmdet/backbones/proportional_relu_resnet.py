@@ -27,8 +27,11 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .plugin_resnet import PluginBasicBlock, PluginResNet, residual_forward
-from .pretrained_checks import (check_pretrained_source,
-                                pretrained_checkpoint, require_loaded)
+from .pretrained_checks import (
+    check_pretrained_source,
+    pretrained_checkpoint,
+    require_loaded,
+)
 
 PRESETS = {
     'proportional': {Bottleneck: (False, True), BasicBlock: (False,)},

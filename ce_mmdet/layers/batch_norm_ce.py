@@ -5,7 +5,6 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 
-
 class BatchNormCE(nn.BatchNorm2d):
     """``CE(BN(x))``, registered as norm layer ``'BNCE'``.
 

@@ -22,8 +22,7 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .grouped_map import (graph_capture_in_progress,
-                          statistics_conditioned_map)
+from .grouped_map import graph_capture_in_progress, statistics_conditioned_map
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 # Exact types: a subclass (e.g. BN+CE) may do more than an affine map.
