@@ -25,7 +25,7 @@ from ce_mmdet.datasets import (
     SHAPES_CLASSIFICATION_CLASSES,
     generate_shapes_classification_set,
 )
-from test_tools_and_checkpoints import run_tool
+from tool_runs import run_tool
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

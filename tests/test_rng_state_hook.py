@@ -6,7 +6,7 @@ first epoch of an epoch-based one), that validation leaves the training RNGs
 alone, that a checkpoint without the states or a run that does not resume
 leaves them as seeded, and that a malformed entry is refused with an error
 that names its key. The real resume of a detector with MMDetection's
-``RandomSampler`` is in test_tools_and_checkpoints.py.
+``RandomSampler`` is in test_tools.py.
 """
 import copy
 import random
