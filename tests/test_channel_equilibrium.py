@@ -7,9 +7,14 @@ import torch
 from torch import nn
 
 from ce_mmdet.layers import ChannelEquilibrium, newton_whitening
-from ce_reference import (PAPER_BLOCK_GROUP_SIZE, PAPER_EPS, PAPER_ITERATIONS,
-                          PAPER_MOMENTUM, PAPER_REDUCTION,
-                          reference_from_module)
+from ce_reference import (
+    PAPER_BLOCK_GROUP_SIZE,
+    PAPER_EPS,
+    PAPER_ITERATIONS,
+    PAPER_MOMENTUM,
+    PAPER_REDUCTION,
+    reference_from_module,
+)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from ce_mmdet.analysis.baselines import (Baseline, load_baselines,
-                                         parse_baselines)
-from ce_mmdet.analysis.results_collector import (NoResultsError, collect_run,
-                                                 table3_markdown)
+from ce_mmdet.analysis.baselines import (
+    Baseline,
+    load_baselines,
+    parse_baselines,
+)
+from ce_mmdet.analysis.results_collector import (
+    NoResultsError,
+    collect_run,
+    table3_markdown,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

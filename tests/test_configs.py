@@ -32,8 +32,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import ce_mmdet  # noqa: F401  (registers CEResNet, CE, SyncCE, BNCE)
 from ce_mmdet.datasets import SHAPES_METAINFO
-from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium,
-                             SyncChannelEquilibrium)
+from ce_mmdet.layers import (
+    BatchNormCE,
+    ChannelEquilibrium,
+    SyncChannelEquilibrium,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 ALL_CONFIGS = sorted(

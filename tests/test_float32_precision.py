@@ -34,7 +34,11 @@ import ce_mmdet  # noqa: F401
 import ce_mmdet.backbones.ce_resnet as ce_resnet
 from ce_mmdet.layers import BatchNormCE, ChannelEquilibrium
 from ce_reference import reference_from_module
-from test_channel_equilibrium import randomized_ce, relative_error, sample_input
+from test_channel_equilibrium import (
+    randomized_ce,
+    relative_error,
+    sample_input,
+)
 
 # The project may be this much less precise than the centred implementation
 # (one layer: measured within 4% wherever the error is above rounding).

@@ -23,18 +23,27 @@ from mmdet.registry import MODELS
 from torch import nn
 
 import ce_mmdet  # noqa: F401  (registers CEResNet)
-from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium,
-                             SyncChannelEquilibrium,
-                             convert_sync_channel_equilibrium)
+from ce_mmdet.layers import (
+    BatchNormCE,
+    ChannelEquilibrium,
+    SyncChannelEquilibrium,
+    convert_sync_channel_equilibrium,
+)
 from ce_reference import reference_from_module
-from test_channel_equilibrium import (check_autocast_output,
-                                      check_autocast_running_statistics,
-                                      randomized_ce, relative_error,
-                                      sample_input)
+from test_channel_equilibrium import (
+    check_autocast_output,
+    check_autocast_running_statistics,
+    randomized_ce,
+    relative_error,
+    sample_input,
+)
 from test_distributed_training import free_port
-from test_float32_precision import (calibrated_frozen_bn, far_from_zero_input,
-                                    output_and_input_grad,
-                                    with_running_statistics)
+from test_float32_precision import (
+    calibrated_frozen_bn,
+    far_from_zero_input,
+    output_and_input_grad,
+    with_running_statistics,
+)
 
 DEVICE = torch.device(os.environ.get('CE_MMDET_TEST_DEVICE', 'cuda'))
 LOW_PRECISION = [pytest.param(torch.float16, id='fp16'),

@@ -19,12 +19,18 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 import ce_mmdet  # noqa: F401  (registers CEResNet, CE, BNCE)
-from ce_mmdet.analysis import (CEStatisticsRecorder, UnreadableModelError,
-                               analyze_backbone, inhibited_share,
-                               instance_reweighting_weights,
-                               trace_activation_calls)
-from ce_mmdet.analysis.model_loading import (CheckpointMismatchError,
-                                             load_checked_checkpoint)
+from ce_mmdet.analysis import (
+    CEStatisticsRecorder,
+    UnreadableModelError,
+    analyze_backbone,
+    inhibited_share,
+    instance_reweighting_weights,
+    trace_activation_calls,
+)
+from ce_mmdet.analysis.model_loading import (
+    CheckpointMismatchError,
+    load_checked_checkpoint,
+)
 from ce_mmdet.layers import ChannelEquilibrium
 
 C = 8  # channels of the toy backbone
@@ -335,8 +341,10 @@ def test_the_analysis_tools_label_their_models():
     config names by default, repeats numbered, a wrong count refused."""
     import argparse
 
-    from ce_mmdet.analysis.command_line import (add_model_arguments,
-                                                labelled_models)
+    from ce_mmdet.analysis.command_line import (
+        add_model_arguments,
+        labelled_models,
+    )
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     args = parser.parse_args(

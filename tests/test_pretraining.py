@@ -21,9 +21,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from ce_mmdet.datasets import (SHAPES_CLASSIFICATION_CLASSES,
-                               generate_shapes_classification_set)
-from test_tools_and_checkpoints import run_tool
+from ce_mmdet.datasets import (
+    SHAPES_CLASSIFICATION_CLASSES,
+    generate_shapes_classification_set,
+)
+from tool_runs import run_tool
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

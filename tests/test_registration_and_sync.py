@@ -13,8 +13,12 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 import ce_mmdet  # noqa: F401
-from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium, SyncChannelEquilibrium,
-                             convert_sync_channel_equilibrium)
+from ce_mmdet.layers import (
+    BatchNormCE,
+    ChannelEquilibrium,
+    SyncChannelEquilibrium,
+    convert_sync_channel_equilibrium,
+)
 
 
 @pytest.mark.parametrize('scope', [None, 'mmdet'])
@@ -239,3 +243,44 @@ def test_sync_ce_in_the_configs_settings_equals_whole_batch_ce(tmp_path,
         for key, value in expected.items():
             torch.testing.assert_close(rank['state'][key], value, msg=key,
                                        **tolerance)
+
+
+# Each layer with the smallest arguments that build it.
+LAYER_ARGS = {
+    'CE': dict(in_channels=16),
+    'SyncCE': dict(in_channels=16),
+    'BNCE': dict(num_features=16),
+    'NormCE': dict(num_features=16),
+    'SE': dict(in_channels=16, ratio=4),
+    'GEThetaMinus': dict(in_channels=16),
+    'GETheta': dict(in_channels=16),
+    'GEThetaPlus': dict(in_channels=16, ratio=4),
+    'FastDeconv': dict(in_channels=16, out_channels=16, kernel_size=3),
+}
+
+
+def test_every_layer_is_registered_once_in_the_root_registry():
+    from mmengine.registry import MODELS as ROOT_MODELS
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    registered_here = {name for name, cls in ROOT_MODELS.module_dict.items()
+                       if cls.__module__.startswith('ce_mmdet.layers')}
+    assert registered_here == set(LAYER_ARGS)
+    registries = [ROOT_MODELS, MODELS, MMPRETRAIN_MODELS,
+                  *ROOT_MODELS.children.values()]
+    for name in LAYER_ARGS:
+        holders = {id(registry) for registry in registries
+                   if name in registry.module_dict}
+        assert holders == {id(ROOT_MODELS)}, name
+
+
+@pytest.mark.parametrize('scope,prefix', [('mmdet', ''), ('mmpretrain', ''),
+                                          ('mmpretrain', 'mmdet.')])
+@pytest.mark.parametrize('name', sorted(LAYER_ARGS))
+def test_every_layer_builds_from_the_mmdet_and_mmpretrain_scopes(
+        scope, prefix, name):
+    import mmpretrain.models  # noqa: F401  (fills MMPretrain's registry)
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    registry = MODELS if scope == 'mmdet' else MMPRETRAIN_MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        layer = registry.build(dict(type=prefix + name, **LAYER_ARGS[name]))
+    assert type(layer) is MODELS.get(name)

@@ -6,7 +6,7 @@ first epoch of an epoch-based one), that validation leaves the training RNGs
 alone, that a checkpoint without the states or a run that does not resume
 leaves them as seeded, and that a malformed entry is refused with an error
 that names its key. The real resume of a detector with MMDetection's
-``RandomSampler`` is in test_tools_and_checkpoints.py.
+``RandomSampler`` is in test_tools.py.
 """
 import copy
 import random
@@ -18,9 +18,12 @@ import torch
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 
 from ce_mmdet.engine import RNGStateHook
-from ce_mmdet.engine.rng_state_hook import (RNG_STATE_KEY, RNGStateError,
-                                            capture_rng_states,
-                                            restore_rng_states)
+from ce_mmdet.engine.rng_state_hook import (
+    RNG_STATE_KEY,
+    RNGStateError,
+    capture_rng_states,
+    restore_rng_states,
+)
 from crafted_checkpoints import without_safe_globals
 
 

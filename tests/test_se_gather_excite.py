@@ -8,8 +8,12 @@ from mmdet.registry import MODELS
 from torch.autograd import gradcheck
 
 import ce_mmdet  # noqa: F401  (registers SE, GEThetaMinus, GETheta, GEThetaPlus)
-from ce_mmdet.layers import (GETheta, GEThetaMinus, GEThetaPlus,
-                             SqueezeExcitation)
+from ce_mmdet.layers import (
+    GETheta,
+    GEThetaMinus,
+    GEThetaPlus,
+    SqueezeExcitation,
+)
 
 EPS = 1e-5
 

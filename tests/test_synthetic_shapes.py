@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from ce_mmdet.datasets import (SHAPES_CLASSES, SHAPES_METAINFO,
-                               generate_shapes_dataset)
-from ce_mmdet.datasets import synthetic_shapes
+from ce_mmdet.datasets import (
+    SHAPES_CLASSES,
+    SHAPES_METAINFO,
+    generate_shapes_dataset,
+    synthetic_shapes,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(num_train=3, num_val=2, image_size=(64, 80), show_progress=False)

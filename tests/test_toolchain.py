@@ -40,12 +40,20 @@ from torch import Tensor, nn
 
 import ce_mmdet  # noqa: F401
 from ce_mmdet.backbones import CEResNet
-from ce_mmdet.deployment import (BackboneNeck, OnnxMismatchError, check_onnx,
-                                 export_and_check_onnx, export_onnx)
+from ce_mmdet.deployment import (
+    BackboneNeck,
+    OnnxMismatchError,
+    check_onnx,
+    export_and_check_onnx,
+    export_onnx,
+)
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.utils import openmmlab_tool_path, run_openmmlab_tool
-from tiny_detector import (tiny_ce_backbone, tiny_test_pipeline,
-                           write_tiny_mask_rcnn_config)
+from tiny_detector import (
+    tiny_ce_backbone,
+    tiny_test_pipeline,
+    write_tiny_mask_rcnn_config,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_SHAPE = (2, 3, 64, 64)

@@ -22,8 +22,11 @@ import json
 
 from mmengine.logging import MMLogger
 
-from ce_mmdet.datasets import (CIFAR_SCALE_SET, EMBEDDED_CLASSIFICATION_SET,
-                               generate_shapes_classification_set)
+from ce_mmdet.datasets import (
+    CIFAR_SCALE_SET,
+    EMBEDDED_CLASSIFICATION_SET,
+    generate_shapes_classification_set,
+)
 
 NAMED_SETS = dict(pretrain=EMBEDDED_CLASSIFICATION_SET, cifar=CIFAR_SCALE_SET)
 

@@ -36,8 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from .activation_magnitudes import ActivationMagnitudeRecorder
-from .model_structure import (ActivationCallCounter, activation_modules,
-                              trace_activation_calls)
+from .model_structure import (
+    ActivationCallCounter,
+    activation_modules,
+    trace_activation_calls,
+)
 
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(10))
 """0, 0.1, ..., 0.9: the x axis of the paper's Fig. 1(c)."""

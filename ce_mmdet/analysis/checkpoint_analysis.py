@@ -11,19 +11,37 @@ from typing import Optional, Sequence
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
-from .channel_ablation import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS,
-                               AblationCurve, cumulative_ablation,
-                               select_layers, trunk_calls)
-from .image_batches import folder_images, subset_indices, val_split_images
 from .activation_magnitudes import DEFAULT_EPSILON
-from .inhibited_channels import (ModelAnalysis, analyze_backbone, layer_table,
-                                 summary_table)
-from .model_loading import (build_model, drop_backbone_init_cfg,
-                            load_checked_checkpoint, load_config)
+from .channel_ablation import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
+    ORDERS,
+    AblationCurve,
+    cumulative_ablation,
+    select_layers,
+    trunk_calls,
+)
+from .image_batches import folder_images, subset_indices, val_split_images
+from .inhibited_channels import (
+    ModelAnalysis,
+    analyze_backbone,
+    layer_table,
+    summary_table,
+)
+from .model_loading import (
+    build_model,
+    drop_backbone_init_cfg,
+    load_checked_checkpoint,
+    load_config,
+)
 from .model_structure import find_backbone
 from .output_files import write_json, write_text
-from .plots import (plot_ablation_curves, plot_beta_shares, plot_ce_layers,
-                    plot_inhibited_shares)
+from .plots import (
+    plot_ablation_curves,
+    plot_beta_shares,
+    plot_ce_layers,
+    plot_inhibited_shares,
+)
 
 DEFAULT_NUM_IMAGES = 20
 """Images per model: enough for stable per-channel means on the shapes set

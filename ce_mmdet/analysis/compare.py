@@ -345,8 +345,7 @@ def ensure_shapes_data(configs: dict[str, str], say: Callable[[str], None],
                        options: Optional[dict] = None) -> None:
     """Generate the embedded default set (``EMBEDDED_DEFAULT_SET``) at the
     configs' ``data_root`` when its annotation files are missing."""
-    from ce_mmdet.datasets import (EMBEDDED_DEFAULT_SET,
-                                   generate_shapes_dataset)
+    from ce_mmdet.datasets import EMBEDDED_DEFAULT_SET, generate_shapes_dataset
 
     for config in configs.values():
         cfg = Config.fromfile(config)

@@ -11,9 +11,12 @@ from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 
 from .plugin_resnet import PluginBasicBlock, PluginResNet
-from .pretrained_checks import (check_ce_backbone_checkpoint,
-                                check_local_checkpoint_exists,
-                                pretrained_checkpoint, pretrained_prefix)
+from .pretrained_checks import (
+    check_ce_backbone_checkpoint,
+    check_local_checkpoint_exists,
+    pretrained_checkpoint,
+    pretrained_prefix,
+)
 from .residual_steps import StepsBottleneck
 
 

@@ -7,9 +7,13 @@ from mmdet.registry import MODELS
 from torch import nn
 
 from ce_mmdet.layers import FastDeconv
+
 from .plugin_resnet import PluginBasicBlock, PluginResNet
-from .pretrained_checks import (check_pretrained_source,
-                                pretrained_checkpoint, require_loaded)
+from .pretrained_checks import (
+    check_pretrained_source,
+    pretrained_checkpoint,
+    require_loaded,
+)
 
 WEIGHTS_FIX = (
     'A Network Deconvolution ResNet has no block BNs and needs its own '

@@ -27,8 +27,11 @@ from mmdet.registry import MODELS
 from torch import Tensor
 
 from .plugin_resnet import PluginBasicBlock, PluginResNet
-from .pretrained_checks import (check_pretrained_source,
-                                pretrained_checkpoint, require_loaded)
+from .pretrained_checks import (
+    check_pretrained_source,
+    pretrained_checkpoint,
+    require_loaded,
+)
 from .residual_steps import StepsBottleneck
 
 PRESETS = {

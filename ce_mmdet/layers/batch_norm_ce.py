@@ -1,10 +1,8 @@
 """BN followed by CE as one norm layer, for any module that takes ``norm_cfg``."""
 from typing import Optional
 
-from mmdet.registry import MODELS
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
-
 
 
 class BatchNormCE(nn.BatchNorm2d):
@@ -62,4 +60,3 @@ class BatchNormCE(nn.BatchNorm2d):
 
 
 MODELS.register_module('BNCE', module=BatchNormCE)
-MMENGINE_MODELS.register_module('BNCE', module=BatchNormCE)

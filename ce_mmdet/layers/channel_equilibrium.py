@@ -18,13 +18,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmdet.registry import MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .grouped_map import (graph_capture_in_progress,
-                          statistics_conditioned_map)
+from .grouped_map import graph_capture_in_progress, statistics_conditioned_map
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 # Exact types: a subclass (e.g. BN+CE) may do more than an affine map.
@@ -463,5 +461,5 @@ def _frozen_norm_affine(norm: _BatchNorm, weight: Tensor,
     return weight * inv_std, bias
 
 
+# Registered once, in MMEngine's root MODELS: every scope falls back to it.
 MODELS.register_module('CE', module=ChannelEquilibrium)
-MMENGINE_MODELS.register_module('CE', module=ChannelEquilibrium)

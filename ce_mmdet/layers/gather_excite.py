@@ -36,9 +36,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmdet.registry import MODELS
 from mmengine.model import BaseModule
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -246,4 +245,3 @@ class GEThetaPlus(GatherExcite):
 
 for _cls in (GEThetaMinus, GETheta, GEThetaPlus):
     MODELS.register_module(module=_cls)
-    MMENGINE_MODELS.register_module(module=_cls)

@@ -7,12 +7,17 @@ MMEngine's checkpoint loaders check what they load, so that a resume never
 executes a config text stored in a checkpoint
 (:mod:`ce_mmdet.utils.checkpoint_loading`).
 """
-from .checkpoint_loading import (CheckpointRefusedError,
-                                 check_mmengine_checkpoint,
-                                 guard_mmengine_checkpoint_loaders)
-from .checkpoint_safety import (HISTORY_BUFFER_STATISTICS, CheckpointArray,
-                                allow_mmengine_checkpoint_globals,
-                                mmengine_checkpoint_globals)
+from .checkpoint_loading import (
+    CheckpointRefusedError,
+    check_mmengine_checkpoint,
+    guard_mmengine_checkpoint_loaders,
+)
+from .checkpoint_safety import (
+    HISTORY_BUFFER_STATISTICS,
+    CheckpointArray,
+    allow_mmengine_checkpoint_globals,
+    mmengine_checkpoint_globals,
+)
 from .openmmlab_tools import openmmlab_tool_path, run_openmmlab_tool
 
 allow_mmengine_checkpoint_globals()

@@ -23,7 +23,8 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True),
     backbone=dict(
-        # CE placement and CE batch statistics: see faster_rcnn_ce_r50_fpn.py.
+        # CE placement and CE batch statistics: see
+        # ../_base_/ce_r50_backbone.py.
         type='CEResNet',
         style='pytorch',
         frozen_stages=1,

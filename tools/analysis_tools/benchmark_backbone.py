@@ -42,9 +42,14 @@ from mmdet.registry import MODELS
 from mmengine.analysis import FlopAnalyzer
 
 import ce_mmdet  # noqa: F401  (registers CEResNet and the comparison ResNets)
-from ce_mmdet.utils.benchmark import (describe_machine, format_table,
-                                      interleaved_times, paired_ratios,
-                                      peak_memory_mib, synchronizer)
+from ce_mmdet.utils.benchmark import (
+    describe_machine,
+    format_table,
+    interleaved_times,
+    paired_ratios,
+    peak_memory_mib,
+    synchronizer,
+)
 
 EVAL_SHAPE, TRAIN_SHAPE = (1, 3, 800, 1216), (2, 3, 512, 768)
 QUICK_EVAL_SHAPE, QUICK_TRAIN_SHAPE = (1, 3, 64, 96), (2, 3, 64, 64)

@@ -14,9 +14,14 @@ import torch
 from torch import nn
 
 from ce_mmdet.layers import ChannelEquilibrium
-from ce_mmdet.utils.benchmark import (describe_machine, format_table,
-                                      interleaved_times, paired_ratios,
-                                      peak_memory_mib, synchronizer)
+from ce_mmdet.utils.benchmark import (
+    describe_machine,
+    format_table,
+    interleaved_times,
+    paired_ratios,
+    peak_memory_mib,
+    synchronizer,
+)
 
 # (shape, CE group size): a stage-1 block output, a stage-3 block output and
 # the stem of a 2x3x512x768 training batch.

@@ -23,11 +23,16 @@ except ImportError:  # not installed: use the checkout this script is in
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from ce_mmdet.analysis.baselines import (CONFIGS_README,  # noqa: E402
-                                         load_baselines)
+from ce_mmdet.analysis.baselines import (  # noqa: E402
+    CONFIGS_README,
+    load_baselines,
+)
 from ce_mmdet.analysis.output_files import write_text  # noqa: E402
 from ce_mmdet.analysis.results_collector import (  # noqa: E402
-    NoResultsError, collect_run, table3_markdown)
+    NoResultsError,
+    collect_run,
+    table3_markdown,
+)
 
 
 def main() -> None:

@@ -33,9 +33,16 @@ from mmengine.config import DictAction  # noqa: E402
 
 from ce_mmdet.analysis import DEFAULT_TAU  # noqa: E402
 from ce_mmdet.analysis.compare import (  # noqa: E402
-    DEFAULT_VARIANTS, REPO_ROOT, SHAPES_CONFIG_DIR, CompareSettings,
-    UnknownVariantError, available_variants, compare_variants,
-    ensure_shapes_data, resolve_variants)
+    DEFAULT_VARIANTS,
+    REPO_ROOT,
+    SHAPES_CONFIG_DIR,
+    CompareSettings,
+    UnknownVariantError,
+    available_variants,
+    compare_variants,
+    ensure_shapes_data,
+    resolve_variants,
+)
 
 
 def say(message: str) -> None:

@@ -1,17 +1,17 @@
-"""Tests of tools/ and of MMEngine checkpoints under ``weights_only=True``.
+"""Tests of tools/: training, exact resume, testing and the launchers.
 
 A tiny Mask R-CNN (``tiny_detector.py``) is trained for 2 iterations with
 ``tools/train.py``, resumed for 2 more with ``--resume`` and evaluated with
-``tools/test.py``, all with PyTorch's ``weights_only=True`` ``torch.load``
-default. With a CE-ResNet-18 backbone, MMDetection's ``RandomSampler``s and
-``RNGStateHook``, 2 iterations, a stop and a resume for 2 more reproduce an
-uninterrupted 4-iteration run bit for bit (losses, weights, CE and BN
-running statistics, optimizer). A resume never executes
-the config text a checkpoint carries, and a crafted checkpoint is refused
-with an error that names it (the allow-list itself and the crafted
-checkpoints: ``test_checkpoint_safety.py``). The shell launchers are checked with stand-ins for ``python`` and
-``srun`` that record their command lines (a real two-process run on CPU is
-in ``test_distributed_training.py``).
+``tools/test.py`` (the ``tiny_run`` fixture of ``conftest.py``), all with
+PyTorch's ``weights_only=True`` ``torch.load`` default. With a CE-ResNet-18
+backbone, MMDetection's ``RandomSampler``s and ``RNGStateHook``, 2
+iterations, a stop and a resume for 2 more reproduce an uninterrupted
+4-iteration run bit for bit (losses, weights, CE and BN running statistics,
+optimizer). What resume loads from a checkpoint (the allow-list, crafted and
+tampered checkpoints) is tested in ``test_checkpoint_safety.py``. The shell
+launchers are checked with stand-ins for ``python`` and ``srun`` that record
+their command lines (a real two-process run on CPU is in
+``test_distributed_training.py``).
 """
 import json
 import os
@@ -28,40 +28,14 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from ce_mmdet.engine.rng_state_hook import RNG_STATE_KEY
-from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
-                            openmmlab_tool_path, run_openmmlab_tool)
+from ce_mmdet.utils import openmmlab_tool_path, run_openmmlab_tool
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
 from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS = REPO_ROOT / 'tools'
+from tool_runs import TOOLS, run_tool
 
 # LinearLR(start_factor=0.1, end=4) and MultiStepLR(milestones=[3]) on lr
 # 0.01: the lr used by iterations 1..4
 EXPECTED_LRS = [0.001, 0.004, 0.007, 0.001]
-
-
-def run_tool(args: list, cwd: Path, timeout: float = 300,
-             expect_failure: bool = False) -> str:
-    """Run ``args`` with this python, return its output, fail with its tail.
-
-    One OpenMP thread: the runs are tiny, and on a busy machine OpenMP's
-    spinning threads slow them down by an order of magnitude. With
-    ``expect_failure``, the run must end with an error (an exit status > 0,
-    not a signal).
-    """
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-    result = subprocess.run([sys.executable, *map(str, args)],
-                            cwd=cwd,
-                            env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            text=True,
-                            timeout=timeout)
-    succeeded = result.returncode == 0
-    assert (result.returncode > 0 if expect_failure else succeeded), (
-        f'{args} exited with {result.returncode}:\n{result.stdout[-4000:]}')
-    return result.stdout
 
 
 def load_scalars(run_dir: Path) -> list[dict]:
@@ -76,44 +50,6 @@ def load_scalars(run_dir: Path) -> list[dict]:
 def log_history(checkpoint: dict, key: str) -> np.ndarray:
     """The logged values of message-hub scalar ``key`` in a checkpoint."""
     return checkpoint['message_hub']['log_scalars'][key].data[0]
-
-
-@pytest.fixture(scope='module')
-def tiny_run(tiny_shapes_dataset: dict,
-             tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Train 2 iterations, then resume for 2 more, both with tools/train.py.
-
-    Validation runs after every iteration of the first run, so that its
-    checkpoint also holds the validation metrics' history buffers.
-    """
-    root = tmp_path_factory.mktemp('tiny_run')
-    config = write_tiny_mask_rcnn_config(
-        root / 'tiny_mask_rcnn.py',
-        tiny_shapes_dataset,
-        max_iters=2,
-        val_interval=1,
-        checkpoint_interval=2)
-    work_dir = root / 'work'
-    run_tool([TOOLS / 'train.py', config, '--work-dir', work_dir], cwd=root)
-    first_runs = {p.name for p in work_dir.iterdir() if p.is_dir()}
-    resume_output = run_tool([
-        TOOLS / 'train.py', config, '--work-dir', work_dir, '--resume',
-        work_dir / 'iter_2.pth', '--cfg-options', 'train_cfg.max_iters=4',
-        'train_cfg.val_interval=4'
-    ],
-                             cwd=root)
-    (resumed_run, ) = [
-        p for p in work_dir.iterdir()
-        if p.is_dir() and p.name not in first_runs
-    ]
-    return dict(
-        root=root,
-        config=config,
-        work_dir=work_dir,
-        first_run=work_dir / first_runs.pop(),
-        resumed_run=resumed_run,
-        resume_output=resume_output,
-        val_ann_file=tiny_shapes_dataset['val_ann_file'])
 
 
 def test_train_tool_saves_checkpoint(tiny_run: dict) -> None:
@@ -325,60 +261,6 @@ def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
         pred = result['pred_instances']
         assert len(pred['bboxes']) == len(pred['scores']) == len(
             pred['masks'])
-
-
-def test_resume_never_executes_the_checkpoints_config(tiny_run: dict
-                                                     ) -> None:
-    # a real checkpoint of the run with Python in meta['config'], which
-    # MMEngine's resume passes to Config.fromstring; through MMDetection's
-    # own train.py, ce_mmdet being imported by the config's custom_imports
-    root = tiny_run['root']
-    marker = root / 'code-ran'
-    checkpoint = torch.load(tiny_run['work_dir'] / 'iter_2.pth')
-    checkpoint['meta']['config'] = (
-        f'import pathlib\npathlib.Path({str(marker)!r}).write_text("ran")\n'
-        'gpu_ids = [0]\n')
-    tampered = root / 'tampered.pth'
-    torch.save(checkpoint, tampered)
-    output = run_tool([
-        openmmlab_tool_path('train.py'), tiny_run['config'], '--work-dir',
-        root / 'work_tampered', '--resume', tampered, '--cfg-options',
-        'train_cfg.max_iters=3', 'train_cfg.val_interval=4'
-    ], cwd=root)
-    assert not marker.exists()
-    assert 'meta["config"] was not executed (gpu_ids read as a literal: ' \
-        '[0])' in output
-    assert 'resumed epoch: 0, iter: 2' in output
-
-
-def test_resume_refuses_a_crafted_checkpoint_naming_it(tiny_run: dict
-                                                      ) -> None:
-    from crafted_checkpoints import checkpoint_bytes, use_after_free
-
-    crafted = tiny_run['root'] / 'crafted.pth'
-    crafted.write_bytes(checkpoint_bytes(use_after_free()))
-    output = run_tool([
-        TOOLS / 'train.py', tiny_run['config'], '--work-dir',
-        tiny_run['root'] / 'work_crafted', '--resume', crafted
-    ], cwd=tiny_run['root'], expect_failure=True)
-    assert (f'CheckpointRefusedError: checkpoint {crafted} refused while '
-            'unpickling') in output
-    assert 'a second state for a numpy array' in output
-
-
-def test_checkpoint_globals_are_exactly_covered(tiny_run: dict) -> None:
-    checkpoint = str(tiny_run['work_dir'] / 'iter_4.pth')
-    with without_safe_globals():
-        unsafe = set(
-            torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
-        assert unsafe == MMENGINE_GLOBALS
-        with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
-            torch.load(checkpoint)
-        # with ce_mmdet's allow-list
-        assert unsafe <= set(allow_mmengine_checkpoint_globals())
-        assert torch.serialization.get_unsafe_globals_in_checkpoint(
-            checkpoint) == []
-        assert torch.load(checkpoint)['meta']['iter'] == 4
 
 
 @pytest.mark.parametrize('tool', ['train.py', 'test.py'])
