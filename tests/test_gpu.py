@@ -41,6 +41,7 @@ from test_distributed_training import free_port
 from test_float32_precision import (
     calibrated_frozen_bn,
     far_from_zero_input,
+    folded_layer_case,
     output_and_input_grad,
     with_running_statistics,
 )
@@ -145,29 +146,15 @@ def test_ce_float32_on_device_matches_float64_reference(training):
 def test_folded_frozen_bn_on_device_matches_float64(ratio, training):
     """CE(x, preceding_norm=frozen BN) in float32 on the device, channel
     means up to 500 spreads from zero, against float64 on the CPU."""
-    x, spread, generator = far_from_zero_input(ratio)
-    bn = calibrated_frozen_bn(nn.BatchNorm2d(32).double(), x, spread,
-                              generator)
-    ce = randomized_ce(32).double()
-    if not training:
-        with_running_statistics(ce, bn(x))
-    ce.train(training)
-    weights = torch.randn(x.shape, generator=generator, dtype=torch.float64)
-    truth, truth_grad = output_and_input_grad(
-        lambda t: reference_from_module(ce, bn(t))[0], x, weights)
-    bn32, ce32 = copy.deepcopy(bn).float(), copy.deepcopy(ce).float()
-    centred, centred_grad = output_and_input_grad(
-        lambda t: reference_from_module(ce32, bn32(t), dtype=torch.float32)[0],
-        x.float(), weights)
-
-    bn_dev, ce_dev = bn32.to(DEVICE), ce32.to(DEVICE)
+    case = folded_layer_case(ratio, training)
+    bn_dev, ce_dev = case.bn32.to(DEVICE), case.ce32.to(DEVICE)
     out, grad = output_and_input_grad(
-        lambda t: ce_dev(t, preceding_norm=bn_dev), x.float().to(DEVICE),
-        weights.to(DEVICE))
+        lambda t: ce_dev(t, preceding_norm=bn_dev),
+        case.x.float().to(DEVICE), case.weights.to(DEVICE))
     assert_on_device(out, grad, *ce_dev.buffers(), *bn_dev.buffers())
-    for name, actual, centred_value, expected in [
-            ('output', out, centred, truth),
-            ('input gradient', grad, centred_grad, truth_grad)]:
+    for name, actual, centred_value, expected in zip(
+            ('output', 'input gradient'), (out, grad), case.centred,
+            case.truth):
         bound = (FOLDED_FACTOR * relative_error(centred_value, expected)
                  + FOLDED_FLOOR)
         error = relative_error(actual.cpu(), expected)
