@@ -6,7 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from ce_mmdet.layers import ChannelEquilibrium, newton_whitening
+from ce_mmdet.layers import (
+    ChannelEquilibrium,
+    InstanceReweighting,
+    newton_whitening,
+)
 from ce_reference import (
     PAPER_BLOCK_GROUP_SIZE,
     PAPER_EPS,
@@ -327,3 +331,63 @@ def test_eval_before_training_is_the_closed_form():
     a = torch.sigmoid(hidden @ ir.excite.weight.t())
     expected = 0.5 * x + 0.5 * x * a[:, :, None, None]
     torch.testing.assert_close(ce(x), expected, rtol=1e-12, atol=1e-12)
+
+
+class BiasedReweighting(InstanceReweighting):
+    """IR with biases in both linear maps: parameters CE does not know."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        hidden = self.squeeze.out_features
+        self.squeeze = nn.Linear(channels, hidden, bias=True)
+        self.excite = nn.Linear(hidden, channels, bias=True)
+        with torch.no_grad():
+            self.squeeze.bias.uniform_(-1, 1)
+            self.excite.bias.uniform_(-1, 1)
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_reweighting_module_is_what_ce_applies(training):
+    """CE runs its ``reweighting`` module's own forward with its parameters
+    by name: an IR MLP with parameters of its own (here biases) is applied
+    and trained as written, forward and backward, through the fused map
+    (no tie to the order in which parameters are registered)."""
+    ce = randomized_ce(32).double().train(training)
+    ce.momentum = 0.0
+    ce.reweighting = BiasedReweighting(32).double()
+    x = sample_input().double().requires_grad_()
+    out = ce(x)
+    assert type(out.grad_fn).__name__.startswith('_StatisticsConditionedMap')
+
+    # The same CE written out, with IR as the module computes it.
+    lam = torch.sigmoid(ce.gate_logit)
+    v = x.flatten(2).var(-1, unbiased=True)
+    a = ce.reweighting(v)
+    if training:
+        # The float64 reference (its IR without the biases), IR corrected.
+        reference, _ = reference_from_module(ce, x, detach=False)
+        s = v.mean().sqrt()
+        expected = reference + (1 - lam) * x * (
+            a - reference_ir(ce, x))[:, :, None, None] / s
+    else:  # untrained running values: W = I, s = 1
+        expected = lam * x + (1 - lam) * x * a[:, :, None, None]
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(),
+                              [x, *ce.reweighting.parameters()])
+    want = torch.autograd.grad((expected * weights).sum(),
+                               [x, *ce.reweighting.parameters()])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-10)
+
+
+def reference_ir(ce: ChannelEquilibrium, x: torch.Tensor) -> torch.Tensor:
+    """``a`` (N, C) of the plain IR MLP with ``ce``'s weights, as the
+    float64 reference writes it."""
+    v = x.flatten(2).var(-1, unbiased=True)
+    ir = ce.reweighting
+    hidden = torch.relu(torch.nn.functional.layer_norm(
+        v @ ir.squeeze.weight.t(), (ir.squeeze.out_features, ),
+        ir.norm.weight, ir.norm.bias, 1e-5))
+    return torch.sigmoid(hidden @ ir.excite.weight.t())

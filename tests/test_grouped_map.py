@@ -11,10 +11,10 @@ from ce_mmdet.layers.grouped_map import statistics_conditioned_map
 GROUP_SIZE = 2
 
 
-def covariance_map(gram: Tensor, s1: Tensor, weight: Tensor, bias: Tensor,
+def covariance_map(gram: Tensor, s1: Tensor, params: dict[str, Tensor],
                    positions: int, full_gram: bool = True,
                    with_offset: bool = True
-                   ) -> tuple[Tensor, Optional[Tensor], tuple[Tensor, ...]]:
+                   ) -> tuple[Tensor, Optional[Tensor], dict[str, Tensor]]:
     """A map that reads every statistic it is given: ``A = weight + cov``,
     ``c = bias - A mean`` (the shape of CE's map, without its inverse square
     root); with ``full_gram=False`` only the variances (the diagonal), as
@@ -23,9 +23,9 @@ def covariance_map(gram: Tensor, s1: Tensor, weight: Tensor, bias: Tensor,
     cov = gram / positions - mean.unsqueeze(-1) * mean.unsqueeze(-2)
     if not full_gram:
         cov = torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))
-    map_matrix = weight + cov
-    offset = bias - (map_matrix @ mean.unsqueeze(-1)).squeeze(-1)
-    return map_matrix, offset if with_offset else None, (mean.detach(), )
+    map_matrix = params['weight'] + cov
+    offset = params['bias'] - (map_matrix @ mean.unsqueeze(-1)).squeeze(-1)
+    return map_matrix, offset if with_offset else None, dict(mean=mean)
 
 
 def fused_map(full_gram: bool, with_offset: bool):
@@ -33,9 +33,9 @@ def fused_map(full_gram: bool, with_offset: bool):
         positions = x.shape[2] * x.shape[3]
         out, _ = statistics_conditioned_map(
             x, GROUP_SIZE,
-            lambda gram, s1, w, b: covariance_map(gram, s1, w, b, positions,
-                                                  full_gram, with_offset),
-            params=(weight, bias), full_gram=full_gram)
+            lambda gram, s1, params: covariance_map(
+                gram, s1, params, positions, full_gram, with_offset),
+            params=dict(weight=weight, bias=bias), full_gram=full_gram)
         # The hand-written backward, not the plain-ops fallback.
         assert type(out.grad_fn).__name__.startswith(
             '_StatisticsConditionedMap')

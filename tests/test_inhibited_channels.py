@@ -31,7 +31,7 @@ from ce_mmdet.analysis.model_loading import (
     CheckpointMismatchError,
     load_checked_checkpoint,
 )
-from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.layers import BatchNormFold, ChannelEquilibrium
 
 C = 8  # channels of the toy backbone
 
@@ -233,8 +233,8 @@ class CEAfterNorm(nn.Module):
     def forward(self, x):
         if self.fold == 'shifted':  # as CE-ResNet: running mean in the conv
             shifted = x - self.norm.running_mean.view(1, -1, 1, 1)
-            return self.ce(shifted, preceding_norm=self.norm,
-                           input_is_shifted=True)
+            return self.ce(shifted, preceding_norm=BatchNormFold(
+                self.norm, input_is_shifted=True))
         if self.fold:
             return self.ce(x, preceding_norm=self.norm)
         return self.ce(self.norm(x))

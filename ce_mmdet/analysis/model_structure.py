@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.layers import BatchNormFold, ChannelEquilibrium
 
 NORM_LAYER_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, _InstanceNorm)
 """Module types counted as norm layers (``BatchNormCE`` is a ``_BatchNorm``)."""
@@ -210,6 +210,8 @@ def trace_activation_calls(backbone: nn.Module,
         # CE's output is then the BN's.
         preceding = kwargs.get('preceding_norm',
                                args[1] if len(args) > 1 else None)
+        if isinstance(preceding, BatchNormFold):
+            preceding = preceding.norm
         if preceding is not None and preceding in names:
             for node in _nodes_of_output(output):
                 output_owner[node] = names[preceding]

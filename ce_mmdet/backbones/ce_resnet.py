@@ -7,7 +7,7 @@ from mmengine.logging import MMLogger
 from torch import Tensor, nn
 from torch.nn.modules import module as module_hooks
 
-from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.layers import BatchNormFold, ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
 
 from .plugin_resnet import PluginBasicBlock, PluginResNet
@@ -27,7 +27,7 @@ def conv_norm_ce(conv: nn.Module, norm: nn.Module,
     A plain BN (frozen or training) is folded into CE's map (one pass for
     both, and no BN backward of its own). CE's float32 statistics then need
     the convolution's output shifted by the BN's running mean (see
-    :meth:`ChannelEquilibrium.forward_folded`); a plain bias-free
+    :mod:`ce_mmdet.layers.batch_norm_folding`); a plain bias-free
     convolution subtracts it as its bias, at no cost. (Otherwise CE shifts
     in a pass of its own: convolutions of other types, convolutions with
     hooks, which must see the module called, and graph capture, where the
@@ -35,11 +35,15 @@ def conv_norm_ce(conv: nn.Module, norm: nn.Module,
     """
     if ce is None:
         return norm(conv(x))
-    if ce.can_fold(norm) and _can_shift_as_bias(conv):
+    fold = ce.fold_for(norm)
+    if fold is None:
+        return ce(norm(conv(x)))
+    if _can_shift_as_bias(conv):
         shift = norm.running_mean.to(conv.weight.dtype)
         shifted = conv._conv_forward(x, conv.weight, -shift)
-        return ce(shifted, preceding_norm=norm, input_is_shifted=True)
-    return ce(conv(x), preceding_norm=norm)
+        return ce(shifted,
+                  preceding_norm=BatchNormFold(norm, input_is_shifted=True))
+    return ce(conv(x), preceding_norm=fold)
 
 
 def _can_shift_as_bias(conv: nn.Module) -> bool:

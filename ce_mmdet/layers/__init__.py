@@ -5,11 +5,14 @@ Deconvolution), each registered once, in MMEngine's root MODELS registry
 fall back to it, and MMCV's ``build_norm_layer``, ``build_conv_layer`` and
 ``build_plugin_layer`` build from it."""
 from .batch_norm_ce import BatchNormCE
+from .batch_norm_folding import (
+    BatchNormFold,
+    is_foldable_batch_norm,
+    is_frozen_batch_norm,
+)
 from .channel_equilibrium import (
     ChannelEquilibrium,
     InstanceReweighting,
-    is_foldable_batch_norm,
-    is_frozen_batch_norm,
     newton_whitening,
     resolve_group_size,
 )
@@ -29,7 +32,7 @@ from .sync_channel_equilibrium import (
 )
 
 __all__ = [
-    'BatchNormCE', 'ChannelEquilibrium', 'DepthwiseGather', 'FastDeconv',
+    'BatchNormCE', 'BatchNormFold', 'ChannelEquilibrium', 'DepthwiseGather', 'FastDeconv',
     'GETheta', 'GEThetaMinus', 'GEThetaPlus', 'GatherExcite',
     'InstanceReweighting', 'NormCE', 'SqueezeExcitation', 'SyncChannelEquilibrium',
     'convert_sync_channel_equilibrium', 'is_foldable_batch_norm',

@@ -4,6 +4,8 @@ from typing import Optional
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
+from .batch_norm_folding import BatchNormFold
+
 
 class BatchNormCE(nn.BatchNorm2d):
     """``CE(BN(x))``, registered as norm layer ``'BNCE'``.
@@ -55,7 +57,7 @@ class BatchNormCE(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training and self.running_var is not None:
-            return self.ce.forward_folded(x, self)
+            return self.ce.forward_folded(x, BatchNormFold(self))
         return self.ce(super().forward(x))
 
 
