@@ -23,8 +23,8 @@ from ce_mmdet.analysis import (CEStatisticsRecorder, UnreadableModelError,
                                analyze_backbone, inhibited_share,
                                instance_reweighting_weights,
                                trace_activation_calls)
-from ce_mmdet.analysis.model_loading import (CheckpointMismatchError,
-                                             load_checked_checkpoint)
+from ce_mmdet.analysis.checkpoint_analysis import (CheckpointMismatchError,
+                                                   load_checked_checkpoint)
 from ce_mmdet.layers import ChannelEquilibrium
 
 C = 8  # channels of the toy backbone

@@ -12,7 +12,8 @@ available are the configs present. For each variant, one after another:
    AP on the val split),
 3. run the inhibited-channel analysis on its backbone
    (:func:`~ce_mmdet.analysis.checkpoint_analysis.analyze_checkpoint`),
-4. count parameters and backbone FLOPs (:mod:`.model_cost`) and read the
+4. count parameters and backbone FLOPs
+   (:func:`~ce_mmdet.analysis.checkpoint_analysis.detector_cost`) and read the
    seconds per training iteration from the training log.
 
 Then one summary: ``summary.md`` (Markdown table), ``summary.json``,
@@ -34,9 +35,9 @@ from typing import Callable, Optional
 
 from mmengine.config import Config
 
-from .checkpoint_analysis import analyze_checkpoint, write_report
+from .checkpoint_analysis import (analyze_checkpoint, detector_cost,
+                                  write_report)
 from .inhibited_channels import ModelAnalysis, format_percent
-from .model_cost import detector_cost
 from .output_files import save_figure, write_json, write_text
 from .results_collector import collect_run
 from ..utils import package_resource

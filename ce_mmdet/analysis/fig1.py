@@ -20,9 +20,9 @@ from typing import Optional, Sequence
 
 from .channel_ablation import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS,
                                AblationCurve)
-from .checkpoint_analysis import ablate_checkpoint, analyze_checkpoint
+from .checkpoint_analysis import (ablate_checkpoint, analyze_checkpoint,
+                                  load_config)
 from .inhibited_channels import format_percent
-from .model_loading import load_config
 from .output_files import save_figure
 
 FIG1_MODELS = {

@@ -34,10 +34,10 @@ from mmengine.config import DictAction  # noqa: E402
 from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
     DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS)
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
-    ablate_checkpoint, ablation_table, write_ablation_report)
+    CheckpointMismatchError, ablate_checkpoint, ablation_table,
+    write_ablation_report)
 from ce_mmdet.analysis.command_line import (  # noqa: E402
     add_model_arguments, labelled_models)
-from ce_mmdet.analysis.model_loading import CheckpointMismatchError  # noqa: E402
 from ce_mmdet.analysis.model_structure import UnreadableModelError  # noqa: E402
 
 
