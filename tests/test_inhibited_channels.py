@@ -27,7 +27,7 @@ from ce_mmdet.analysis import (
     instance_reweighting_weights,
     trace_activation_calls,
 )
-from ce_mmdet.analysis.model_loading import (
+from ce_mmdet.analysis.checkpoint_analysis import (
     CheckpointMismatchError,
     load_checked_checkpoint,
 )

@@ -470,7 +470,10 @@ def test_export_onnx_tool_on_tiny_ce_detector(tiny_shapes_dataset: dict,
                                               tmp_path: Path):
     """tools/deployment/export_onnx.py on a checkpoint of the tiny CE
     detector: backbone + FPN in onnxruntime as in PyTorch."""
-    from ce_mmdet.analysis.model_loading import build_detector, load_config
+    from ce_mmdet.analysis.checkpoint_analysis import (
+        build_detector,
+        load_config,
+    )
 
     write_tiny_mask_rcnn_config(tmp_path / 'tiny.py', tiny_shapes_dataset)
     config = tmp_path / 'tiny_ce.py'

@@ -24,9 +24,12 @@ from .channel_ablation import (
     ORDERS,
     AblationCurve,
 )
-from .checkpoint_analysis import ablate_checkpoint, analyze_checkpoint
+from .checkpoint_analysis import (
+    ablate_checkpoint,
+    analyze_checkpoint,
+    load_config,
+)
 from .inhibited_channels import format_percent
-from .model_loading import load_config
 from .output_files import save_figure
 
 FIG1_MODELS = {

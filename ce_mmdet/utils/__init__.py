@@ -8,17 +8,21 @@ executes a config text stored in a checkpoint
 (:mod:`ce_mmdet.utils.checkpoint_loading`).
 """
 from .checkpoint_loading import (
-    CheckpointRefusedError,
-    check_mmengine_checkpoint,
-    guard_mmengine_checkpoint_loaders,
+                                 CheckpointRefusedError,
+                                 check_mmengine_checkpoint,
+                                 guard_mmengine_checkpoint_loaders,
 )
 from .checkpoint_safety import (
-    HISTORY_BUFFER_STATISTICS,
-    CheckpointArray,
-    allow_mmengine_checkpoint_globals,
-    mmengine_checkpoint_globals,
+                                 HISTORY_BUFFER_STATISTICS,
+                                 CheckpointArray,
+                                 allow_mmengine_checkpoint_globals,
+                                 mmengine_checkpoint_globals,
 )
-from .openmmlab_tools import openmmlab_tool_path, run_openmmlab_tool
+from .openmmlab_tools import (
+                                 openmmlab_tool_path,
+                                 package_resource,
+                                 run_openmmlab_tool,
+)
 
 allow_mmengine_checkpoint_globals()
 guard_mmengine_checkpoint_loaders()
@@ -27,5 +31,5 @@ __all__ = [
     'HISTORY_BUFFER_STATISTICS', 'CheckpointArray', 'CheckpointRefusedError',
     'allow_mmengine_checkpoint_globals', 'check_mmengine_checkpoint',
     'guard_mmengine_checkpoint_loaders', 'mmengine_checkpoint_globals',
-    'openmmlab_tool_path', 'run_openmmlab_tool'
+    'openmmlab_tool_path', 'package_resource', 'run_openmmlab_tool'
 ]

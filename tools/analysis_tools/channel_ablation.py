@@ -37,6 +37,7 @@ from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
     ORDERS,
 )
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
+    CheckpointMismatchError,
     ablate_checkpoint,
     ablation_table,
     write_ablation_report,
@@ -44,9 +45,6 @@ from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
 from ce_mmdet.analysis.command_line import (  # noqa: E402
     add_model_arguments,
     labelled_models,
-)
-from ce_mmdet.analysis.model_loading import (
-    CheckpointMismatchError,  # noqa: E402
 )
 from ce_mmdet.analysis.model_structure import (
     UnreadableModelError,  # noqa: E402

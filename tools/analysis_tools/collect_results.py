@@ -45,8 +45,9 @@ def main() -> None:
         help='config names of the work dirs, in order (default: the config '
         'dumped into each)')
     parser.add_argument(
-        '--readme', default=CONFIGS_README,
-        help='where the baselines are read from (default: %(default)s)')
+        '--readme', default=None,
+        help='where the baselines are read from (default: ce_mmdet\'s '
+        f'{CONFIGS_README})')
     parser.add_argument('--out', default=None,
                         help='also write the table to this Markdown file')
     args = parser.parse_args()

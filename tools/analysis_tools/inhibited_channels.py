@@ -49,15 +49,13 @@ from ce_mmdet.analysis import (  # noqa: E402
 )
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
     DEFAULT_NUM_IMAGES,
+    CheckpointMismatchError,
     analyze_checkpoint,
     write_report,
 )
 from ce_mmdet.analysis.command_line import (  # noqa: E402
     add_model_arguments,
     labelled_models,
-)
-from ce_mmdet.analysis.model_loading import (
-    CheckpointMismatchError,  # noqa: E402
 )
 from ce_mmdet.analysis.model_structure import (
     UnreadableModelError,  # noqa: E402

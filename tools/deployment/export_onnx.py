@@ -32,7 +32,7 @@ except ImportError:  # not installed: use the checkout this script is in
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 
-from ce_mmdet.analysis.model_loading import (  # noqa: E402
+from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
     build_detector,
     load_checked_checkpoint,
     load_config,
