@@ -14,6 +14,7 @@ to one number per order (the share of the above-chance top-1 kept).
 """
 from __future__ import annotations
 
+import json
 import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
@@ -248,6 +249,21 @@ def plot_fig1(results: list[Fig1Measurement], path: str) -> str:
     axis.legend(fontsize=7)
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def load_fig1_json(path: str) -> list[Fig1Measurement]:
+    """The measurements of a ``fig1.json`` (``fig1_report.py``'s output).
+
+    Raises:
+        ValueError: the file cannot be read or is not such a file.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return [Fig1Measurement.from_dict(entry)
+                    for entry in json.load(f)['models']]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f'{path}: not a fig1.json written by fig1_report.py '
+                         f'({type(error).__name__}: {error})') from error
 
 
 def checkpoint_of(work_dir: str) -> str:

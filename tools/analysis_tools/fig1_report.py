@@ -18,7 +18,6 @@ of the above-chance top-1 each order of ablation keeps), ``fig1.json`` and
         --from-json work_dirs/fig1/report/fig1.json --out-dir new_report
 """
 import argparse
-import json
 import os.path as osp
 import sys
 
@@ -38,10 +37,10 @@ from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
 )
 from ce_mmdet.analysis.fig1 import (  # noqa: E402
     FIG1_MODELS,
-    Fig1Measurement,
     ablation_table,
     checkpoint_of,
     fig1_table,
+    load_fig1_json,
     measure_model,
     plot_fig1,
 )
@@ -94,17 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_results(path: str) -> list:
-    """The measurements of a ``fig1.json`` written by this tool."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            return [Fig1Measurement.from_dict(entry)
-                    for entry in json.load(f)['models']]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f'{path}: not a fig1.json written by fig1_report.py '
-                         f'({type(error).__name__}: {error})') from error
-
-
 def measure_results(args: argparse.Namespace) -> list:
     """Measure every trained model the arguments name."""
     results = []
@@ -133,7 +121,7 @@ def main() -> None:
     args = build_parser().parse_args()
     if args.from_json:
         try:
-            results = load_results(args.from_json)
+            results = load_fig1_json(args.from_json)
         except ValueError as error:
             sys.exit(f'fig1_report.py: {error}')
     else:
