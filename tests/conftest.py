@@ -1,4 +1,5 @@
-"""Shared pytest fixtures, and the `slow` marker (skipped without --run-slow)."""
+"""Shared pytest fixtures, and the `slow` marker (skipped without
+--run-slow)."""
 import os
 import subprocess
 import sys

@@ -32,7 +32,8 @@ def test_writes_through_a_temporary_file_with_the_target_suffix(tmp_path):
 def test_the_file_gets_the_permissions_of_a_plain_open(tmp_path):
     previous = os.umask(0o027)
     try:
-        write_atomically(tmp_path / 'a.json', lambda t: Path(t).write_text('1'))
+        write_atomically(tmp_path / 'a.json',
+                         lambda t: Path(t).write_text('1'))
         with open(tmp_path / 'b.json', 'w') as plain:
             plain.write('1')
         assert current_umask() == 0o027

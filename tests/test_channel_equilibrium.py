@@ -1,4 +1,5 @@
-"""CE against an independent float64 implementation of the paper's equations."""
+"""CE against an independent float64 implementation of the paper's
+equations."""
 import copy
 import warnings
 
@@ -39,14 +40,15 @@ def randomized_ce(channels=32, seed=0, **kwargs) -> ChannelEquilibrium:
 
 
 def sample_input(shape=(3, 32, 9, 11), seed=1) -> torch.Tensor:
-    """Post-BN-like data: per-channel offsets and scales, correlated channels."""
+    """Post-BN-like data: per-channel offsets and scales, correlated
+    channels."""
     g = torch.Generator().manual_seed(seed)
     n, c, h, w = shape
     base = torch.randn(shape, generator=g)
     mix = torch.eye(c) + 0.3 * torch.randn(c, c, generator=g)
     x = torch.einsum('dc,nchw->ndhw', mix, base)
-    return x * torch.rand(1, c, 1, 1, generator=g).add(0.5) + 0.2 * torch.randn(
-        1, c, 1, 1, generator=g)
+    return (x * torch.rand(1, c, 1, 1, generator=g).add(0.5)
+            + 0.2 * torch.randn(1, c, 1, 1, generator=g))
 
 
 def test_defaults_are_the_papers():
@@ -92,7 +94,8 @@ def test_training_forward_matches_reference(shape, group_size):
 def test_running_statistics_follow_reference_over_steps():
     ce = randomized_ce(32).train()
     running = dict(mean=torch.zeros(2, 16, dtype=torch.float64),
-                   whitening=torch.eye(16, dtype=torch.float64).repeat(2, 1, 1),
+                   whitening=torch.eye(
+                       16, dtype=torch.float64).repeat(2, 1, 1),
                    scale=torch.ones(1, dtype=torch.float64))
     for step in range(4):
         x = sample_input(seed=10 + step)
@@ -130,7 +133,8 @@ def test_newton_iterations_converge_to_inverse_square_root():
     whitening = newton_whitening(sigma, num_iterations=12)
     sigma_n = sigma / sigma.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
     eigenvalues, eigenvectors = torch.linalg.eigh(sigma_n)
-    expected = eigenvectors @ torch.diag_embed(eigenvalues.rsqrt()) @ eigenvectors.transpose(1, 2)
+    expected = (eigenvectors @ torch.diag_embed(eigenvalues.rsqrt())
+                @ eigenvectors.transpose(1, 2))
     assert relative_error(whitening, expected) < 1e-12
 
 

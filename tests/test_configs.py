@@ -390,7 +390,8 @@ IMAGENET_CHECKPOINTS = {
     'CEResNet': 'checkpoints/ce_resnet{depth}_mmdet.pth',
     # networks that need their own ImageNet training (no published weights)
     'DeconvResNet': 'checkpoints/deconv_resnet{depth}_imagenet.pth',
-    'ProportionalReLUResNet': 'checkpoints/proprelu_resnet{depth}_imagenet.pth',
+    'ProportionalReLUResNet':
+        'checkpoints/proprelu_resnet{depth}_imagenet.pth',
 }
 """The ImageNet weights each COCO backbone type starts from."""
 

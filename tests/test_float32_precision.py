@@ -56,7 +56,8 @@ def far_from_zero_input(ratio: float, shape=(4, 32, 12, 12), seed=0):
     base = sample_input(shape, seed).double()
     base = base - base.mean((0, 2, 3), keepdim=True)
     spread = base.std((0, 2, 3), keepdim=True)
-    sign = torch.randint(0, 2, (1, shape[1], 1, 1), generator=generator) * 2 - 1
+    sign = torch.randint(0, 2, (1, shape[1], 1, 1),
+                         generator=generator) * 2 - 1
     return base + ratio * spread * sign, spread.flatten(), generator
 
 
@@ -67,7 +68,8 @@ def calibrated_frozen_bn(bn: nn.BatchNorm2d, x, spread, generator):
     with torch.no_grad():
         noise = torch.randn(c, generator=generator, dtype=torch.float64)
         bn.running_mean.copy_(x.mean((0, 2, 3)) + 0.3 * spread * noise)
-        factor = 1 + 0.2 * torch.rand(c, generator=generator, dtype=torch.float64)
+        factor = 1 + 0.2 * torch.rand(c, generator=generator,
+                                      dtype=torch.float64)
         bn.running_var.copy_(x.var((0, 2, 3)) * factor)
         bn.weight.uniform_(0.5, 1.5, generator=generator)
         bn.bias.uniform_(-0.5, 0.5, generator=generator)
@@ -97,7 +99,8 @@ def folded_layer_case(ratio: float, training: bool) -> SimpleNamespace:
     (float64), the backward ``weights``, and (output, input gradient) of
     the float64 reference (``truth``) and of the centred float32 one."""
     x, spread, generator = far_from_zero_input(ratio)
-    bn = calibrated_frozen_bn(nn.BatchNorm2d(32).double(), x, spread, generator)
+    bn = calibrated_frozen_bn(nn.BatchNorm2d(32).double(), x, spread,
+                              generator)
     ce = randomized_ce(32).double()
     if not training:
         with_running_statistics(ce, bn(x))
@@ -141,11 +144,13 @@ def test_bnce_frozen_is_as_precise_as_centred_float32(ratio):
         lambda t: reference_from_module(layer.ce, plain_bn(t))[0], x, weights)
     layer32 = copy.deepcopy(layer).float()
     ours, ours_grad = output_and_input_grad(layer32, x.float(), weights)
-    bn32, ce32 = copy.deepcopy(plain_bn).float(), copy.deepcopy(layer.ce).float()
+    bn32, ce32 = (copy.deepcopy(plain_bn).float(),
+                  copy.deepcopy(layer.ce).float())
     centred, centred_grad = output_and_input_grad(
         lambda t: reference_from_module(ce32, bn32(t), dtype=torch.float32)[0],
         x.float(), weights)
-    assert relative_error(ours, truth) <= FACTOR * relative_error(centred, truth) + FLOOR
+    assert (relative_error(ours, truth)
+            <= FACTOR * relative_error(centred, truth) + FLOOR)
     assert (relative_error(ours_grad, truth_grad)
             <= FACTOR * relative_error(centred_grad, truth_grad) + FLOOR)
 
@@ -217,7 +222,8 @@ def network_input_grad(model, x, weights, monkeypatch=None):
 
 
 @pytest.mark.parametrize('offset', [30.0, 100.0])
-def test_ce_resnet_detection_setting_input_gradient_float32(offset, monkeypatch):
+def test_ce_resnet_detection_setting_input_gradient_float32(
+        offset, monkeypatch):
     model, x, ratios = detection_ce_resnet50(offset)
     assert min(ratios) > 0.2 * offset  # the CE inputs are far from zero mean
     generator = torch.Generator().manual_seed(1)

@@ -171,7 +171,8 @@ def test_bnce_frozen_on_device_matches_float64():
     plain_bn.load_state_dict(layer.state_dict(), strict=False)
     truth, truth_grad = output_and_input_grad(
         lambda t: reference_from_module(layer.ce, plain_bn(t))[0], x, weights)
-    bn32, ce32 = copy.deepcopy(plain_bn).float(), copy.deepcopy(layer.ce).float()
+    bn32, ce32 = (copy.deepcopy(plain_bn).float(),
+                  copy.deepcopy(layer.ce).float())
     centred, centred_grad = output_and_input_grad(
         lambda t: reference_from_module(ce32, bn32(t), dtype=torch.float32)[0],
         x.float(), weights)

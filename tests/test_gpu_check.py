@@ -11,7 +11,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / 'tools' / 'gpu_check.sh'
 # Two quick tests of tests/test_gpu.py: the script's logic, not the tests'
-# (tests/test_gpu.py itself runs in the CPU suite with CE_MMDET_TEST_DEVICE=cpu).
+# (tests/test_gpu.py itself runs in the CPU suite with
+# CE_MMDET_TEST_DEVICE=cpu).
 SELF_TEST_TESTS = ('tests/test_gpu.py::test_ce_float32_on_device_matches_'
                    'float64_reference '
                    'tests/test_gpu.py::test_sync_ce_one_process_equals_ce')
@@ -36,13 +37,14 @@ def test_cpu_self_test_prints_the_report(tmp_path):
     assert (tmp_path / 'report.md').read_text() == report
     for step in ('tests', 'benchmark_ce', 'benchmark_backbone'):
         assert (tmp_path / f'{step}.log').is_file()
-        assert any(line.startswith(f'| {step} | `') and '| 0 (passed) |' in line
+        assert any(line.startswith(f'| {step} | `')
+                   and '| 0 (passed) |' in line
                    for line in report.splitlines()), step
     for section in ('# ce_mmdet GPU check', 'Mode: CPU self-test',
                     '## Machine', '- GPU: none used (CPU self-test)',
-                    f'- torch {torch.__version__}', '## Steps', 'Result: PASSED.',
-                    '## Tests', 'Failures: none.', '## benchmark_ce',
-                    '## benchmark_backbone'):
+                    f'- torch {torch.__version__}', '## Steps',
+                    'Result: PASSED.', '## Tests', 'Failures: none.',
+                    '## benchmark_ce', '## benchmark_backbone'):
         assert section in report, section
     assert '\nSummary: 4 passed' in report
     # the benchmark tables, from the CPU
@@ -67,7 +69,8 @@ def test_failed_steps_are_reported_and_fail_the_check(tmp_path):
     report = result.stdout
     assert result.returncode == 1, (report, result.stderr[-3000:])
     lines = report.splitlines()
-    for step, status in [('tests', '4 (failed)'), ('benchmark_ce', '7 (failed)'),
+    for step, status in [('tests', '4 (failed)'),
+                         ('benchmark_ce', '7 (failed)'),
                          ('benchmark_backbone', '7 (failed)')]:
         assert any(line.startswith(f'| {step} | `') and f'| {status} |' in line
                    for line in lines), step
@@ -144,4 +147,5 @@ def test_describe_machine_names_the_gpu_on_cuda(monkeypatch):
     text = describe_machine('cuda')
     assert 'Fake GPU 80GB' in text and f'CUDA {torch.version.cuda}' in text
     assert describe_machine() == describe_machine('cpu')
-    assert 'CPUs' in describe_machine() and 'Fake GPU' not in describe_machine()
+    assert ('CPUs' in describe_machine()
+            and 'Fake GPU' not in describe_machine())

@@ -20,7 +20,8 @@ def test_editable_install_changes_nothing_but_ce_mmdet(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(report_file.read_text())
-    assert [item['metadata']['name'] for item in report['install']] == ['ce_mmdet']
+    assert [item['metadata']['name']
+            for item in report['install']] == ['ce_mmdet']
     requirements = report['install'][0]['metadata'].get('requires_dist', [])
     # mmcv is installed here, so it is not even asked for (see setup.py),
     # except through the opt-in extra ``[mim]``

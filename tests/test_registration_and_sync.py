@@ -23,17 +23,20 @@ from ce_mmdet.layers import (
 
 @pytest.mark.parametrize('scope', [None, 'mmdet'])
 def test_builders_find_ce_inside_and_outside_the_mmdet_scope(scope):
-    instance = DefaultScope.get_instance(f'scope-{scope}', scope_name=scope) if scope else None
+    instance = (DefaultScope.get_instance(f'scope-{scope}', scope_name=scope)
+                if scope else None)
     with DefaultScope.overwrite_default_scope(scope):
-        name, norm = build_norm_layer(dict(type='BNCE', ce_cfg=dict(type='CE', group_size=8)), 32,
-                                      postfix=3)
+        name, norm = build_norm_layer(
+            dict(type='BNCE', ce_cfg=dict(type='CE', group_size=8)), 32,
+            postfix=3)
         assert name == 'bn3' and isinstance(norm, BatchNormCE)
         assert norm.ce.group_size == 8 and norm.eps == 1e-5
         name, plugin = build_plugin_layer(dict(type='CE'), in_channels=64)
         assert name == 'ce' and isinstance(plugin, ChannelEquilibrium)
         _, sync = build_plugin_layer(dict(type='SyncCE'), in_channels=64)
         assert isinstance(sync, SyncChannelEquilibrium)
-    assert isinstance(MODELS.build(dict(type='CE', in_channels=16)), ChannelEquilibrium)
+    assert isinstance(MODELS.build(dict(type='CE', in_channels=16)),
+                      ChannelEquilibrium)
     del instance
 
 
@@ -63,7 +66,8 @@ def test_bnce_in_mmdet_resnet_follows_norm_eval():
                    norm_cfg=dict(type='BNCE', requires_grad=True))
     model.train()
     bnce = model.layer2[0].bn1
-    assert isinstance(bnce, BatchNormCE) and not bnce.training and bnce.ce.training
+    assert (isinstance(bnce, BatchNormCE) and not bnce.training
+            and bnce.ce.training)
     before = bnce.running_mean.clone(), bnce.ce.running_whitening.clone()
     model(torch.randn(2, 3, 64, 64))
     assert torch.equal(before[0], bnce.running_mean)  # BN part frozen
@@ -87,8 +91,10 @@ def test_convert_sync_keeps_state_and_output():
     model(torch.randn(2, 3, 64, 64))  # non-trivial running statistics
     reference = copy.deepcopy(model)
     converted = convert_sync_channel_equilibrium(model)
-    ce_layers = [m for m in converted.modules() if isinstance(m, ChannelEquilibrium)]
-    assert ce_layers and all(isinstance(m, SyncChannelEquilibrium) for m in ce_layers)
+    ce_layers = [m for m in converted.modules()
+                 if isinstance(m, ChannelEquilibrium)]
+    assert ce_layers and all(isinstance(m, SyncChannelEquilibrium)
+                             for m in ce_layers)
     for key, value in reference.state_dict().items():
         assert torch.equal(value, converted.state_dict()[key]), key
     converted.eval()
@@ -101,8 +107,8 @@ def test_convert_sync_keeps_state_and_output():
 # -------------------------------------------------------------- SyncCE, gloo
 def _sync_worker(rank: int, world_size: int, init_file: str, out_dir: str,
                  split: tuple) -> None:
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world_size)
     torch.manual_seed(0)
     layer = SyncChannelEquilibrium(32, group_size=8).train()
     x_full, weights = _sync_inputs(split)
@@ -124,8 +130,10 @@ def _sync_inputs(split):
 
 
 @pytest.mark.parametrize('split', [(2, 2), (3, 1)])
-def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path, split):
-    mp.spawn(_sync_worker, args=(2, str(tmp_path / 'init'), str(tmp_path), split),
+def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(
+        tmp_path, split):
+    mp.spawn(_sync_worker,
+             args=(2, str(tmp_path / 'init'), str(tmp_path), split),
              nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
     torch.manual_seed(0)
@@ -135,15 +143,17 @@ def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path, split):
     for _ in range(2):
         out = layer(x)
     (out * weights).sum().backward()
-    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]), out.detach())
+    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]),
+                               out.detach())
     torch.testing.assert_close(torch.cat([r['grad'] for r in ranks]), x.grad)
     for rank in ranks:
         for key, value in layer.state_dict().items():
             torch.testing.assert_close(rank['state'][key], value, msg=key)
     # Parameter gradients: DDP sums (averages) the ranks' contributions.
     for i, param in enumerate(layer.parameters()):
-        torch.testing.assert_close(ranks[0]['param_grads'][i] + ranks[1]['param_grads'][i],
-                                   param.grad)
+        torch.testing.assert_close(
+            ranks[0]['param_grads'][i] + ranks[1]['param_grads'][i],
+            param.grad)
 
 
 # SyncCE in the configs' settings: float64, unequal per-process batches.

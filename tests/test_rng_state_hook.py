@@ -1,4 +1,5 @@
-"""RNGStateHook: the global RNG states saved in checkpoints, restored on resume.
+"""RNGStateHook: the global RNG states saved in checkpoints, restored on
+resume.
 
 With fake runners: what is saved, that a resumed run draws what the run that
 saved drew next (after the data replay of an iteration-based loop, at the

@@ -63,7 +63,8 @@ def seeded_input(shape, seed: int) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def with_running_statistics(model: nn.Module, shape, steps: int = 3) -> nn.Module:
+def with_running_statistics(model: nn.Module, shape,
+                            steps: int = 3) -> nn.Module:
     """``model`` after a few training forwards (CE and BN running statistics
     away from their initial values), in eval mode."""
     model.train()
@@ -286,7 +287,8 @@ def config_models_with_ce() -> dict[Path, dict]:
     found: dict[Path, dict] = {}
     architectures: list[dict] = []
     for path in sorted(CONFIGS.rglob('*.py')):
-        if {'_base_', 'pretrain', 'fig1'} & set(path.relative_to(CONFIGS).parts):
+        if ({'_base_', 'pretrain', 'fig1'}
+                & set(path.relative_to(CONFIGS).parts)):
             continue  # pretrain/, fig1/: MMPretrain classifiers
         model = Config.fromfile(str(path)).model.to_dict()
         architecture = copy.deepcopy(model)

@@ -244,11 +244,13 @@ def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
     assert 'coco/bbox_mAP' in output and 'coco/segm_mAP' in output
     # pycocotools' AP table, for boxes and for masks
     assert 'Evaluating bbox' in output and 'Evaluating segm' in output
-    assert output.count('Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') == 2
+    assert output.count(
+        'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') == 2
     # --show-dir: one drawn image per val image, under <work_dir>/<timestamp>/
     drawn = list(work_dir.glob('*/vis/*.png'))
     assert len(drawn) == len(COCO(tiny_run['val_ann_file']).getImgIds())
-    # MMEngine writes the test metrics to <work_dir>/<timestamp>/<timestamp>.json
+    # MMEngine writes the test metrics to
+    # <work_dir>/<timestamp>/<timestamp>.json
     (metrics_file, ) = work_dir.glob('*/*.json')
     metrics = json.loads(metrics_file.read_text())
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
@@ -331,7 +333,8 @@ def test_dist_train_sh_runs_torchrun(tmp_path: Path) -> None:
         env=dict(NNODES='2', NODE_RANK='1', PORT=port, MASTER_ADDR='10.0.0.1'))
     assert args == [
         '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
-        '--master_addr=10.0.0.1', '--nproc_per_node=4', f'--master_port={port}',
+        '--master_addr=10.0.0.1', '--nproc_per_node=4',
+        f'--master_port={port}',
         f'{TOOLS}/train.py', 'cfg.py', '--launcher', 'pytorch', '--amp',
         '--cfg-options', 'a.b=1 2'
     ]

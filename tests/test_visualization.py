@@ -109,7 +109,8 @@ def test_picture_is_upscaled_captioned_and_labelled_outside_boxes(
         assert (band.min(axis=-1) > 200).sum() > 50, panel  # text pixels
         assert _share_near(band, (40, 40, 40)) > 0.5, panel
 
-    square_colour, circle_colour = metainfo['palette'][1], metainfo['palette'][0]
+    square_colour, circle_colour = (metainfo['palette'][1],
+                                    metainfo['palette'][0])
     for panel in (0, 1):
         # The square's label sits on its class colour just above the box
         x1, y1 = to_picture(SQUARE_BOX[0], SQUARE_BOX[1], panel)

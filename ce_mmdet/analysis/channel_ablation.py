@@ -131,7 +131,8 @@ class ChannelAblation:
     multiply the output of each call in :attr:`dropped` by its keep mask::
 
         with ChannelAblation(backbone) as ablation:
-            ablation.dropped = {'layer1.0.relu#1': mask}  # bool (C,), True: zero
+            ablation.dropped = {
+                'layer1.0.relu#1': mask}  # bool (C,), True: zero
             backbone(images)
     """
 
@@ -168,7 +169,8 @@ class ChannelAblation:
         return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
 
 
-def drop_masks(orders: dict[str, Tensor], fraction: float) -> dict[str, Tensor]:
+def drop_masks(orders: dict[str, Tensor],
+               fraction: float) -> dict[str, Tensor]:
     """Per layer, a bool mask (C,) of the first ``round(fraction * C)``
     channels of its order (a permutation of ``range(C)``)."""
     if not 0.0 <= fraction <= 1.0:

@@ -91,7 +91,8 @@ def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """Read a config file and apply ``--cfg-options``-style overrides."""
     if not osp.isfile(config):
         raise FileNotFoundError(
-            f'config {config!r} not found (resolved to {osp.abspath(config)!r})')
+            f'config {config!r} not found (resolved to '
+            f'{osp.abspath(config)!r})')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -194,7 +195,8 @@ def load_checked_checkpoint(model: nn.Module, checkpoint: str,
     if backbone is None:
         prefix = ''
     missing = [k for k in expected if k.startswith(prefix) and k not in state]
-    unexpected = [k for k in state if k.startswith(prefix) and k not in expected]
+    unexpected = [k for k in state
+                  if k.startswith(prefix) and k not in expected]
     wrong_shape = [
         f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}'
         for k, v in expected.items()
@@ -519,7 +521,8 @@ def write_ablation_report(curves: list[AblationCurve],
     )
 
 
-def write_report(analyses: list[ModelAnalysis], out_dir: str) -> dict[str, str]:
+def write_report(analyses: list[ModelAnalysis],
+                 out_dir: str) -> dict[str, str]:
     """Write ``summary.md`` (summary and per-layer tables),
     ``inhibited_channels.json``, ``beta_nonpositive.png``,
     ``inhibited_channels.png`` and, with CE layers, ``ce_layers.png``.

@@ -121,7 +121,8 @@ def resolve_variants(variants: list[str],
     available variants when one has no config."""
     config_dir = config_dir or shapes_config_dir()
     available = available_variants(config_dir)
-    missing = [v for v in variants if not osp.isfile(config_for(v, config_dir))]
+    missing = [v for v in variants
+               if not osp.isfile(config_for(v, config_dir))]
     if missing:
         raise UnknownVariantError(
             f'no config for variant(s) {", ".join(missing)} (looked for '
@@ -311,7 +312,7 @@ def summary_markdown(results: list[VariantResult], tau: float) -> str:
             f'{format_percent(r.inhibited)} | '
             f'{format_percent(r.beta_nonpositive_feeding)} | '
             f'{r.params / 1e6:.2f} | {r.backbone_flops / 1e9:.2f} | '
-            f'{"n/a" if r.seconds_per_iter is None else f"{r.seconds_per_iter:.2f}"} | '
+            f'{"n/a" if r.seconds_per_iter is None else f"{r.seconds_per_iter:.2f}"} | '  # noqa: E501
             f'{r.wall_seconds / 60:.1f} |')
     return '\n'.join(lines)
 

@@ -95,8 +95,9 @@ class ProportionalReLUResNet(PluginResNet):
     See the module docstring for the presets. Every option of MMDetection's
     ResNet works (``plugins`` for every depth, as in :class:`PluginResNet`).
     The chosen pattern is saved with the weights (buffer
-    ``kept_relus_record``, 1 = kept): a ``Pretrained`` checkpoint without it (a plain ResNet) or with
-    another pattern is refused in ``init_weights``.
+    ``kept_relus_record``, 1 = kept): a ``Pretrained`` checkpoint without
+    it (a plain ResNet) or with another pattern is refused in
+    ``init_weights``.
 
     Args:
         depth: 18, 34, 50, 101 or 152.

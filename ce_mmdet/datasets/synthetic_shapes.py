@@ -1,4 +1,5 @@
-"""A synthetic COCO-format instance segmentation set: the embedded default data.
+"""A synthetic COCO-format instance segmentation set: the embedded default
+data.
 
 :func:`generate_shapes_dataset` draws images of circles, squares, triangles and
 stars with random size, rotation, colour and texture on textured backgrounds,
@@ -55,7 +56,8 @@ SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star')
 SHAPES_METAINFO = dict(
     classes=SHAPES_CLASSES,
     palette=[(220, 20, 60), (0, 128, 255), (0, 200, 80), (255, 190, 0)])
-"""``metainfo`` for ``CocoDataset``: the classes plus a fixed drawing palette."""
+"""``metainfo`` for ``CocoDataset``: the classes plus a fixed drawing
+palette."""
 
 EMBEDDED_DEFAULT_SET = dict(num_train=1000, num_val=100, image_size=(160, 160),
                             objects_per_image=(2, 6), seed=0)
@@ -64,7 +66,8 @@ command train on (the configs in ``configs/shapes/`` are sized for it), and
 the defaults of ``tools/generate_shapes_dataset.py``."""
 
 SPLITS = ('train', 'val')
-MIN_IMAGE_SIDE = 32  # MMDetection's default ``filter_cfg`` drops smaller images
+# MMDetection's default ``filter_cfg`` drops smaller images.
+MIN_IMAGE_SIDE = 32
 # Circumradius of an object as a fraction of the shorter image side.
 OBJECT_RADIUS_RANGE = (0.08, 0.24)
 MIN_OBJECT_RADIUS_PX = 4.0

@@ -1,4 +1,5 @@
-"""Deployment: export a detector's tensor part to ONNX, checked by onnxruntime."""
+"""Deployment: export a detector's tensor part to ONNX, checked by
+onnxruntime."""
 from .onnx_export import (
     EXPORT_PARTS,
     BackboneNeck,

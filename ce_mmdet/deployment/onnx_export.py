@@ -1,4 +1,5 @@
-"""Export a detector's backbone (and neck) to ONNX and check it with onnxruntime.
+"""Export a detector's backbone (and neck) to ONNX and check it with
+onnxruntime.
 
 CE runs as plain ops while a graph is captured (see
 :mod:`ce_mmdet.layers.grouped_map`), so a CE backbone exports like any other.
@@ -59,7 +60,8 @@ class BackboneNeck(nn.Module):
         return tuple(features)
 
 
-def detector_part(detector: nn.Module, part: str = 'backbone_neck') -> nn.Module:
+def detector_part(detector: nn.Module,
+                  part: str = 'backbone_neck') -> nn.Module:
     """The module for ``part`` (one of :data:`EXPORT_PARTS`) of ``detector``.
 
     Shares the detector's submodules (no copy) and their training mode.
@@ -68,7 +70,8 @@ def detector_part(detector: nn.Module, part: str = 'backbone_neck') -> nn.Module
         raise ValueError(f'part must be one of {EXPORT_PARTS}, got {part!r}')
     backbone = getattr(detector, 'backbone', None)
     if backbone is None:
-        raise ValueError(f'{type(detector).__name__} has no backbone to export')
+        raise ValueError(
+            f'{type(detector).__name__} has no backbone to export')
     neck = getattr(detector, 'neck', None) if part == 'backbone_neck' else None
     if part == 'backbone_neck' and neck is None:
         raise ValueError(
@@ -146,7 +149,8 @@ class OnnxCheck:
         """One line per output, then the worst case."""
         lines = [
             f'{name}: max abs diff {a:.3g}, max rel diff {r:.3g}'
-            for name, a, r in zip(self.output_names, self.max_abs, self.max_rel)
+            for name, a, r in zip(self.output_names, self.max_abs,
+                                  self.max_rel)
         ]
         lines.append(f'worst: max abs diff {self.worst_abs:.3g}, '
                      f'max rel diff {self.worst_rel:.3g}')
@@ -158,7 +162,8 @@ def _onnxruntime():
         import onnxruntime
     except ImportError as error:
         raise ImportError(
-            'checking an ONNX model needs onnxruntime: pip install onnxruntime '
+            'checking an ONNX model needs onnxruntime: '
+            'pip install onnxruntime '
             '(pinned in tools/constraints.txt; also in the "tests" extra, '
             'pip install -e ".[tests]")') from error
     return onnxruntime

@@ -69,7 +69,8 @@ _PYTHON_RANDOM_VERSION = 3  # random.getstate()'s format since Python 3.2
 
 
 class RNGStateError(ValueError):
-    """A checkpoint's RNG entry that is not what :class:`RNGStateHook` writes."""
+    """A checkpoint's RNG entry that is not what :class:`RNGStateHook`
+    writes."""
 
 
 def capture_rng_states() -> RNGStates:

@@ -32,9 +32,10 @@ from .sync_channel_equilibrium import (
 )
 
 __all__ = [
-    'BatchNormCE', 'BatchNormFold', 'ChannelEquilibrium', 'DepthwiseGather', 'FastDeconv',
-    'GETheta', 'GEThetaMinus', 'GEThetaPlus', 'GatherExcite',
-    'InstanceReweighting', 'NormCE', 'SqueezeExcitation', 'SyncChannelEquilibrium',
+    'BatchNormCE', 'BatchNormFold', 'ChannelEquilibrium', 'DepthwiseGather',
+    'FastDeconv', 'GETheta', 'GEThetaMinus', 'GEThetaPlus', 'GatherExcite',
+    'InstanceReweighting', 'NormCE', 'SqueezeExcitation',
+    'SyncChannelEquilibrium',
     'convert_sync_channel_equilibrium', 'is_foldable_batch_norm',
     'is_frozen_batch_norm',
     'newton_schulz_isqrt', 'newton_whitening', 'resolve_group_size'

@@ -1,4 +1,5 @@
-"""BN followed by CE as one norm layer, for any module that takes ``norm_cfg``."""
+"""BN followed by CE as one norm layer, for any module that takes
+``norm_cfg``."""
 from typing import Optional
 
 from mmengine.registry import MODELS

@@ -99,7 +99,8 @@ class ChannelEquilibrium(nn.Module):
     Instance reweighting, per image ``n`` and channel ``c``:
 
     * ``v[n, c]`` = unbiased variance of ``X[n, c]`` over H*W,
-    * ``a = sigmoid(FC2(ReLU(LayerNorm(FC1(v)))))`` (:class:`InstanceReweighting`),
+    * ``a = sigmoid(FC2(ReLU(LayerNorm(FC1(v)))))``
+      (:class:`InstanceReweighting`),
     * ``s = sqrt(mean_{n,c} v)``, ``IR(X)[n, c] = X[n, c] * a[n, c] / s``.
 
     Training uses the batch's ``W``, ``mu`` and ``s`` and updates
@@ -122,7 +123,8 @@ class ChannelEquilibrium(nn.Module):
       input's dtype, so covariance and Newton steps are float32.
 
     Args:
-        in_channels: C. (``build_norm_layer`` and ``build_plugin_layer`` pass it.)
+        in_channels: C. (``build_norm_layer`` and ``build_plugin_layer``
+            pass it.)
         group_size: channels per decorrelation group (16 in residual blocks,
             64 for the stem in the release).
         num_iterations: Newton steps T.
@@ -142,7 +144,8 @@ class ChannelEquilibrium(nn.Module):
                  reduction: int = 4) -> None:
         super().__init__()
         if num_iterations < 1:
-            raise ValueError(f'num_iterations must be >= 1, got {num_iterations}')
+            raise ValueError(
+                f'num_iterations must be >= 1, got {num_iterations}')
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f'momentum must be in [0, 1], got {momentum}')
         if eps <= 0:
@@ -171,7 +174,8 @@ class ChannelEquilibrium(nn.Module):
                     momentum=self.momentum, reduction=self.reduction)
 
     def extra_repr(self) -> str:
-        return (f'in_channels={self.in_channels}, group_size={self.group_size}, '
+        return (f'in_channels={self.in_channels}, '
+                f'group_size={self.group_size}, '
                 f'num_iterations={self.num_iterations}, eps={self.eps}, '
                 f'momentum={self.momentum}')
 
@@ -364,11 +368,12 @@ class ChannelEquilibrium(nn.Module):
         """
         n = gram.shape[0]
         g = self.group_size
-        sum_sq, sum_x, sum_var, count, count_var = self._reduce_batch_statistics([
-            gram.sum(0), s1.sum(0), per_image_var.sum(),
-            gram.new_tensor(float(n * num_positions)),
-            gram.new_tensor(float(per_image_var.numel()))
-        ])
+        sum_sq, sum_x, sum_var, count, count_var = (
+            self._reduce_batch_statistics([
+                gram.sum(0), s1.sum(0), per_image_var.sum(),
+                gram.new_tensor(float(n * num_positions)),
+                gram.new_tensor(float(per_image_var.numel()))
+            ]))
         mean = sum_x / count
         covariance = sum_sq / count - mean.unsqueeze(-1) * mean.unsqueeze(-2)
         if affine is not None:
@@ -410,7 +415,8 @@ class ChannelEquilibrium(nn.Module):
             running.lerp_(value.to(running), self.momentum)
 
 
-def _per_image_variance(gram: Tensor, s1: Tensor, num_positions: int) -> Tensor:
+def _per_image_variance(gram: Tensor, s1: Tensor,
+                        num_positions: int) -> Tensor:
     """Unbiased per-image variance (N, G, g) from Gram diagonals and sums.
 
     ``v = (sum x^2 - (sum x)^2 / P) / (P - 1)``; 0 when P = 1 (no spread).

@@ -140,7 +140,8 @@ class DepthwiseGather(BaseModule):
         super().__init__(init_cfg)
         steps = _extent_steps(extent)
         if extent is None and gather_size < 1:
-            raise ValueError(f'GE: gather_size must be >= 1, got {gather_size}')
+            raise ValueError(
+                f'GE: gather_size must be >= 1, got {gather_size}')
         self.extent = extent
         self.gather_size = gather_size
         if extent is None:

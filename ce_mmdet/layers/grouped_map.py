@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 # statistics_to_map(gram (N,G,g,g), s1 (N,G,g), params: {name: tensor}) ->
-#     (A (N,G,g,g), c (N,G,g) or None, extras: {name: tensor}, not differentiated)
+#     (A (N,G,g,g), c (N,G,g) or None,
+#      extras: {name: tensor}, not differentiated)
 MapBuilder = Callable[[Tensor, Tensor, dict[str, Tensor]],
                       tuple[Tensor, Optional[Tensor], dict[str, Tensor]]]
 
@@ -59,7 +60,8 @@ def small_graph_threads(device: torch.device) -> Iterator[None]:
 
 def grouped_gram_and_sum(x_grouped: Tensor,
                          full_gram: bool = True) -> tuple[Tensor, Tensor]:
-    """Per-image, per-group Gram matrices and sums of ``x_grouped`` (N, G, g, P).
+    """Per-image, per-group Gram matrices and sums of ``x_grouped``
+    (N, G, g, P).
 
     With ``full_gram=False`` only the Gram diagonals (per-channel sums of
     squares, one dot product per channel: several times cheaper than g x g
@@ -130,7 +132,8 @@ class _StatisticsConditionedMap(torch.autograd.Function):
                           out=grouped_view(out, group_size))
         ctx.save_for_backward(x)
         ctx.group_size = group_size
-        ctx.small_graph = (gram_leaf, s1_leaf, param_leaves, map_matrix, offset)
+        ctx.small_graph = (gram_leaf, s1_leaf, param_leaves, map_matrix,
+                           offset)
         return out
 
     @staticmethod

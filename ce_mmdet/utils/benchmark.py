@@ -132,11 +132,13 @@ def peak_memory_mib(build: Callable[[], Callable[[], object]],
     process.start()
     process.join()
     if process.exitcode != 0:
-        raise RuntimeError(f'peak-memory worker failed (exit {process.exitcode})')
+        raise RuntimeError(
+            f'peak-memory worker failed (exit {process.exitcode})')
     return queue.get(timeout=10)
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def format_table(header: Sequence[str],
+                 rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (what the closing notes and the README quote)."""
     def cell(value: object) -> str:
         return f'{value:.2f}' if isinstance(value, float) else str(value)

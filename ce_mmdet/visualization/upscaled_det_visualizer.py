@@ -116,7 +116,8 @@ class UpscaledDetVisualizer(DetLocalVisualizer):
         panel."""
         scaled = instances.clone()
         # All-zero boxes mark a model without a box branch: kept as they are.
-        if 'bboxes' in instances and get_box_tensor(instances.bboxes).sum() > 0:
+        if ('bboxes' in instances
+                and get_box_tensor(instances.bboxes).sum() > 0):
             bboxes = get_box_tensor(instances.bboxes).float() * self.scale
             bboxes[:, 0::2] += self.border
             bboxes[:, 1::2] += self.caption_height
@@ -223,7 +224,8 @@ class UpscaledDetVisualizer(DetLocalVisualizer):
                     else f'class {label}')
             if is_prediction:
                 text += f' {float(instances.scores[i]):.2f}'
-            taken.append(self._draw_label(text, box, box_palette[label], taken))
+            taken.append(
+                self._draw_label(text, box, box_palette[label], taken))
         return self.get_image()
 
     @staticmethod

@@ -1,7 +1,8 @@
 """The CE-ResNet-50 backbone of the detector configs in ``configs/detectors``.
 
 The authors' ImageNet CE-ResNet-50, converted by
-``tools/model_converters/cenet2mmdet.py``, as in ``../mask_rcnn_ce_r50_fpn.py``.
+``tools/model_converters/cenet2mmdet.py``, as in
+``../mask_rcnn_ce_r50_fpn.py``.
 A config lists this file in its ``_base_`` and takes the backbone with
 ``model = dict(backbone=_base_.pop('ce_r50_backbone'))``: popped, so that the
 merged config has no extra top-level key.

@@ -1,4 +1,5 @@
-"""Exact resume: the global RNG states saved in checkpoints, restored on resume.
+"""Exact resume: the global RNG states saved in checkpoints, restored on
+resume.
 
 Listed in the ``_base_`` of every detection config. MMEngine 0.10 saves no
 RNG state, so after ``--resume`` MMDetection's ``RandomSampler`` would draw

@@ -1,4 +1,5 @@
-"""Time ResNet variants against MMDetection's ResNet of the same depth, side by side.
+"""Time ResNet variants against MMDetection's ResNet of the same depth, side
+by side.
 
 Variants (``--variants``, default ``ce``): ``ce`` (CE-ResNet), ``se``
 (SE-ResNet), ``ge-minus`` (GE-theta-minus, global), ``ge-plus``
@@ -22,12 +23,13 @@ complexity counter (CE's matmuls counted) at the eval input.
 ``--compile`` adds rows for ``torch.compile``d CE-ResNet against
 ``torch.compile``d ResNet (default backend, eval and detection training),
 timed the same way once both are compiled and warmed up (compilation is not
-timed; no peak memory). Under compile, CE's small statistics graph runs eagerly in training
-(see ``ce_mmdet.layers.grouped_map``), so training has a graph break per CE
-layer.
+timed; no peak memory). Under compile, CE's small statistics graph runs
+eagerly in training (see ``ce_mmdet.layers.grouped_map``), so training has a
+graph break per CE layer.
 
-    python tools/analysis_tools/benchmark_backbone.py [--depth 50] [--repeats 9]
-        [--variants ce se ge-minus ge-plus deconv proprelu] [--compile]
+    python tools/analysis_tools/benchmark_backbone.py [--depth 50]
+        [--repeats 9] [--variants ce se ge-minus ge-plus deconv proprelu]
+        [--compile]
     python tools/analysis_tools/benchmark_backbone.py --quick  # a smoke run
 
 ``--device cuda`` times on the GPU (CUDA synchronised around every timed
@@ -128,7 +130,8 @@ def build_case(kind: str, depth: int, mode: str, setting: str = 'detection',
                                torch.randn(shape or EVAL_SHAPE, device=device))
     else:
         fn = functools.partial(train_step, model,
-                               torch.randn(shape or TRAIN_SHAPE, device=device))
+                               torch.randn(shape or TRAIN_SHAPE,
+                                           device=device))
     for _ in range(COMPILE_WARMUP if compiled else 0):
         fn()
     return fn
@@ -148,7 +151,8 @@ def flops(kind: str, depth: int, shape: tuple = EVAL_SHAPE,
 
 
 def parameters_m(kind: str, depth: int) -> float:
-    return sum(p.numel() for p in build_backbone(kind, depth).parameters()) / 1e6
+    return sum(p.numel()
+               for p in build_backbone(kind, depth).parameters()) / 1e6
 
 
 def _shape(text: str) -> tuple:
@@ -172,7 +176,8 @@ def main() -> None:
     parser.add_argument('--eval-shape', type=_shape, default=EVAL_SHAPE,
                         help='NxCxHxW of the eval input (default %(default)s)')
     parser.add_argument('--train-shape', type=_shape, default=TRAIN_SHAPE,
-                        help='NxCxHxW of the train input (default %(default)s)')
+                        help='NxCxHxW of the train input '
+                        '(default %(default)s)')
     parser.add_argument('--quick', action='store_true',
                         help=f'smoke run: {QUICK_EVAL_SHAPE} / '
                         f'{QUICK_TRAIN_SHAPE} inputs, 1 repeat')

@@ -101,7 +101,8 @@ def main() -> None:
         try:
             curves += ablate_checkpoint(
                 config, checkpoint,
-                work_dir=osp.join(args.out_dir, 'runs', name.replace('/', '_')),
+                work_dir=osp.join(args.out_dir, 'runs',
+                                  name.replace('/', '_')),
                 num_images=args.num_images, fractions=args.fractions,
                 seeds=args.seeds, orders=args.orders, layers=args.layers,
                 metric=args.metric, cfg_options=args.cfg_options,
