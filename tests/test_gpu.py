@@ -24,7 +24,6 @@ from torch import nn
 
 import ce_mmdet  # noqa: F401  (registers CEResNet)
 from ce_mmdet.layers import (
-    BatchNormCE,
     ChannelEquilibrium,
     SyncChannelEquilibrium,
     convert_sync_channel_equilibrium,
@@ -39,8 +38,7 @@ from test_channel_equilibrium import (
 )
 from test_distributed_training import free_port
 from test_float32_precision import (
-    calibrated_frozen_bn,
-    far_from_zero_input,
+    bnce_frozen_case,
     folded_layer_case,
     output_and_input_grad,
     with_running_statistics,
@@ -162,30 +160,17 @@ def test_folded_frozen_bn_on_device_matches_float64(ratio, training):
 
 
 def test_bnce_frozen_on_device_matches_float64():
-    x, spread, generator = far_from_zero_input(500, seed=3)
-    layer = BatchNormCE(32).double()
-    calibrated_frozen_bn(layer, x, spread, generator)  # the BN part: eval
-    layer.ce = randomized_ce(32).double().train()
-    weights = torch.randn(x.shape, generator=generator, dtype=torch.float64)
-    plain_bn = nn.BatchNorm2d(32).double().eval()
-    plain_bn.load_state_dict(layer.state_dict(), strict=False)
-    truth, truth_grad = output_and_input_grad(
-        lambda t: reference_from_module(layer.ce, plain_bn(t))[0], x, weights)
-    bn32, ce32 = (copy.deepcopy(plain_bn).float(),
-                  copy.deepcopy(layer.ce).float())
-    centred, centred_grad = output_and_input_grad(
-        lambda t: reference_from_module(ce32, bn32(t), dtype=torch.float32)[0],
-        x.float(), weights)
-
-    layer_dev = copy.deepcopy(layer).float().to(DEVICE)
-    out, grad = output_and_input_grad(layer_dev, x.float().to(DEVICE),
-                                      weights.to(DEVICE))
+    case = bnce_frozen_case(500)
+    layer_dev = copy.deepcopy(case.layer).float().to(DEVICE)
+    out, grad = output_and_input_grad(layer_dev, case.x.float().to(DEVICE),
+                                      case.weights.to(DEVICE))
     assert_on_device(out, grad, *layer_dev.buffers())
-    assert relative_error(out.cpu(), truth) <= (
-        FOLDED_FACTOR * relative_error(centred, truth) + FOLDED_FLOOR)
-    assert relative_error(grad.cpu(), truth_grad) <= (
-        FOLDED_FACTOR * relative_error(centred_grad, truth_grad)
-        + FOLDED_FLOOR)
+    for name, actual, centred_value, expected in zip(
+            ('output', 'input gradient'), (out, grad), case.centred,
+            case.truth):
+        bound = (FOLDED_FACTOR * relative_error(centred_value, expected)
+                 + FOLDED_FLOOR)
+        assert relative_error(actual.cpu(), expected) <= bound, name
 
 
 # ------------------------------------------------------------ (c) autocast
