@@ -1,7 +1,10 @@
 """ce_mmdet: Channel Equilibrium (ICML 2020) for MMDetection 3.x."""
+import os
+import shutil
 from importlib.metadata import PackageNotFoundError, version
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 MMCV_REQUIREMENT = 'mmcv>=2.0.0,<2.2.0'
 
@@ -30,6 +33,27 @@ def runtime_requirements() -> list[str]:
     return requirements
 
 
+SHIPPED_FOLDERS = ('configs', 'tools')
+"""Copied into wheels as ``ce_mmdet/.mim/<folder>``, where OpenMMLab
+packages keep theirs (``mim``, and ``ce_mmdet.utils.package_resource``,
+find them there); an editable install reads them from the checkout."""
+
+
+class BuildPyShippingConfigsAndTools(build_py):
+    """``build_py`` that also puts :data:`SHIPPED_FOLDERS` into the build
+    (not into the source tree, so a checkout never holds stale copies)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        for folder in SHIPPED_FOLDERS:
+            target = os.path.join(self.build_lib, 'ce_mmdet', '.mim', folder)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(folder, target, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+
+
 setup(
     name='ce_mmdet',
     version='0.1.0',
@@ -39,6 +63,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
     packages=find_packages(include=['ce_mmdet', 'ce_mmdet.*']),
+    cmdclass=dict(build_py=BuildPyShippingConfigsAndTools),
     install_requires=runtime_requirements(),
     extras_require={
         # pytest-xdist: the suite on every core; onnx/onnxruntime/

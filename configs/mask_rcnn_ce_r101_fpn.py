@@ -5,10 +5,11 @@ only the CE-ResNet-50 checkpoint: pretrain one with MMPretrain, then start
 from its checkpoint (``configs/README.md``, "From pretraining to
 detection")::
 
-    bash tools/pretrain/dist_train.sh configs/pretrain/ce-resnet101_8xb32_in1k.py 8
-    bash tools/dist_train.sh configs/mask_rcnn_ce_r101_fpn.py 8 --cfg-options \\
-        model.backbone.init_cfg.checkpoint=work_dirs/ce-resnet101_8xb32_in1k/epoch_100.pth \\
-        model.backbone.init_cfg.prefix=backbone.
+    bash tools/pretrain/dist_train.sh \\
+        configs/pretrain/ce-resnet101_8xb32_in1k.py 8
+    bash tools/dist_train.sh configs/mask_rcnn_ce_r101_fpn.py 8 \\
+        --cfg-options model.backbone.init_cfg.prefix=backbone. \\
+        model.backbone.init_cfg.checkpoint=work_dirs/ce-resnet101_8xb32_in1k/epoch_100.pth
 
 (A CE-ResNet-101 trained with the authors' CENet code instead: convert it
 with ``tools/model_converters/cenet2mmdet.py SRC

@@ -19,7 +19,10 @@ The backbone weights are the authors' checkpoint converted once with::
 
 Elsewhere: ``--cfg-options model.backbone.init_cfg.checkpoint=<path>``.
 """
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    './_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 

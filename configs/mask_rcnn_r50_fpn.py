@@ -5,7 +5,10 @@ The control for ``mask_rcnn_ce_r50_fpn.py``: torchvision's ImageNet ResNet-50
 BN affine parameters trained), same data, schedule and evaluation.
 MMDetection reports box 38.2 / mask 34.7 for it.
 """
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    './_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 

@@ -40,7 +40,8 @@ def reference_ce(x, gate, fc1, ln_weight, ln_bias, fc2, *, group_size=16,
     if training:
         mu = xt.mean(-1, keepdim=True)
         xc = xt - mu
-        sigma = eps * torch.eye(g, dtype=x.dtype) + xc @ xc.transpose(1, 2) / xt.shape[-1]
+        sigma = (eps * torch.eye(g, dtype=x.dtype)
+                 + xc @ xc.transpose(1, 2) / xt.shape[-1])
         whitened = []
         for k in range(groups):
             sigma_n = sigma[k] / torch.trace(sigma[k])
@@ -70,7 +71,8 @@ def reference_ce(x, gate, fc1, ln_weight, ln_bias, fc2, *, group_size=16,
     ir = x * a[:, :, None, None] / s
     lam = torch.sigmoid(gate.to(dtype))
     out = lam * bd + (1 - lam) * ir
-    stats = dict(mean=mu.squeeze(-1), whitening=wm, scale=s.view(1)) if training else None
+    stats = (dict(mean=mu.squeeze(-1), whitening=wm, scale=s.view(1))
+             if training else None)
     return out, stats
 
 
@@ -100,5 +102,6 @@ def reference_from_module(module, x, training=None, dtype=torch.float64,
         param(ir.norm.weight), param(ir.norm.bias),
         param(ir.excite.weight), group_size=group_size,
         iterations=iterations, eps=eps, training=training,
-        running_wm=module.running_whitening, running_scale=module.running_scale,
+        running_wm=module.running_whitening,
+        running_scale=module.running_scale,
         dtype=dtype)

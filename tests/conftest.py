@@ -1,4 +1,5 @@
-"""Shared pytest fixtures, and the `slow` marker (skipped without --run-slow)."""
+"""Shared pytest fixtures, and the `slow` marker (skipped without
+--run-slow)."""
 import os
 import subprocess
 import sys
@@ -102,6 +103,49 @@ def tiny_shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
         image_size=TINY_SHAPES_IMAGE_SIZE,
         seed=0,
         show_progress=False)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tiny_shapes_dataset: dict,
+             tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Train 2 iterations, then resume for 2 more, both with tools/train.py.
+
+    Validation runs after every iteration of the first run, so that its
+    checkpoint also holds the validation metrics' history buffers. Shared
+    by the tools' and the checkpoint-safety tests: treat it as read-only and
+    write new files under other names.
+    """
+    from tiny_detector import write_tiny_mask_rcnn_config
+    from tool_runs import TOOLS, run_tool
+
+    root = tmp_path_factory.mktemp('tiny_run')
+    config = write_tiny_mask_rcnn_config(
+        root / 'tiny_mask_rcnn.py',
+        tiny_shapes_dataset,
+        max_iters=2,
+        val_interval=1,
+        checkpoint_interval=2)
+    work_dir = root / 'work'
+    run_tool([TOOLS / 'train.py', config, '--work-dir', work_dir], cwd=root)
+    first_runs = {p.name for p in work_dir.iterdir() if p.is_dir()}
+    resume_output = run_tool([
+        TOOLS / 'train.py', config, '--work-dir', work_dir, '--resume',
+        work_dir / 'iter_2.pth', '--cfg-options', 'train_cfg.max_iters=4',
+        'train_cfg.val_interval=4'
+    ],
+                             cwd=root)
+    (resumed_run, ) = [
+        p for p in work_dir.iterdir()
+        if p.is_dir() and p.name not in first_runs
+    ]
+    return dict(
+        root=root,
+        config=config,
+        work_dir=work_dir,
+        first_run=work_dir / first_runs.pop(),
+        resumed_run=resumed_run,
+        resume_output=resume_output,
+        val_ann_file=tiny_shapes_dataset['val_ann_file'])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

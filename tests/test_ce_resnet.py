@@ -22,7 +22,8 @@ def build(**kwargs) -> CEResNet:
 
 
 def ce_layers(model):
-    return {n: m for n, m in model.named_modules() if isinstance(m, ChannelEquilibrium)}
+    return {n: m for n, m in model.named_modules()
+            if isinstance(m, ChannelEquilibrium)}
 
 
 @pytest.mark.parametrize('depth,channels', [(18, [64, 128, 256, 512]),
@@ -33,23 +34,27 @@ def ce_layers(model):
 def test_depths_and_out_indices(depth, channels):
     model = build(depth=depth, out_indices=(0, 1, 2, 3)).train()
     outs = model(torch.randn(2, 3, 64, 64))
-    assert [o.shape for o in outs] == [(2, c, 64 // s, 64 // s)
-                                       for c, s in zip(channels, (4, 8, 16, 32))]
+    assert [o.shape for o in outs] == [
+        (2, c, 64 // s, 64 // s) for c, s in zip(channels, (4, 8, 16, 32))]
     # CE placement as in the release: stem, and every block of stages 1-3.
     blocks = {18: (2, 2, 2), 34: (3, 4, 6), 50: (3, 4, 6), 101: (3, 4, 23),
               152: (3, 8, 36)}[depth]
     names = set(ce_layers(model))
-    expected = {'stem_ce'} | {f'layer{s + 1}.{b}.ce' for s, n in enumerate(blocks)
+    expected = {'stem_ce'} | {f'layer{s + 1}.{b}.ce'
+                              for s, n in enumerate(blocks)
                               for b in range(n)}
     assert names == expected
-    assert model.stem_ce.group_size == 64 and model.layer1[0].ce.group_size == 16
+    assert (model.stem_ce.group_size == 64
+            and model.layer1[0].ce.group_size == 16)
     assert [o.shape[1] for o in build(depth=depth, out_indices=(1, 3))(
         torch.randn(1, 3, 64, 64))] == [channels[1], channels[3]]
 
 
 def test_stage_with_ce_and_no_stem_ce():
-    model = build(depth=18, stage_with_ce=(False, True, False, True), stem_ce_cfg=None)
-    assert set(ce_layers(model)) == {'layer2.0.ce', 'layer2.1.ce', 'layer4.0.ce', 'layer4.1.ce'}
+    model = build(depth=18, stage_with_ce=(False, True, False, True),
+                  stem_ce_cfg=None)
+    assert set(ce_layers(model)) == {'layer2.0.ce', 'layer2.1.ce',
+                                     'layer4.0.ce', 'layer4.1.ce'}
     with pytest.raises(ValueError, match='one flag per stage'):
         build(depth=18, stage_with_ce=(True, True))
 
@@ -70,13 +75,15 @@ def test_frozen_stages_freeze_stem_ce_and_stage_completely():
             assert not changed, key
     assert not torch.equal(before['layer2.0.ce.running_whitening'],
                            after['layer2.0.ce.running_whitening'])
-    assert model.layer2[0].ce.training and model.layer2[0].ce.gate_logit.requires_grad
+    assert (model.layer2[0].ce.training
+            and model.layer2[0].ce.gate_logit.requires_grad)
 
 
 @pytest.mark.parametrize('ce_eval', [False, True])
 def test_norm_eval_and_ce_eval(ce_eval):
     model = build(norm_eval=True, ce_eval=ce_eval, frozen_stages=-1).train()
-    assert all(not m.training for m in model.modules() if isinstance(m, _BatchNorm))
+    assert all(not m.training for m in model.modules()
+               if isinstance(m, _BatchNorm))
     assert all(m.training != ce_eval for m in ce_layers(model).values())
     before = model.layer3[0].ce.running_whitening.clone()
     model(torch.randn(2, 3, 64, 64))
@@ -86,7 +93,8 @@ def test_norm_eval_and_ce_eval(ce_eval):
 
 
 def test_dcn_and_plugin_combination():
-    model = build(dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
+    model = build(dcn=dict(type='DCN', deform_groups=1,
+                           fallback_on_stride=False),
                   stage_with_dcn=(False, False, True, True),
                   plugins=[dict(cfg=dict(type='ContextBlock', ratio=1. / 16),
                                 stages=(False, True, True, True),
@@ -136,7 +144,8 @@ def test_torchvision_weights_load_and_ce_keys_are_logged(tmp_path):
     path = str(tmp_path / 'resnet50_torchvision_names.pth')
     torch.save(dict(state_dict=plain.state_dict()), path)
     model = build(init_cfg=dict(type='Pretrained', checkpoint=path))
-    initial_ce = {k: v.clone() for k, v in model.state_dict().items() if 'ce.' in k}
+    initial_ce = {k: v.clone() for k, v in model.state_dict().items()
+                  if 'ce.' in k}
     logger = MMLogger.get_current_instance()
     records = []
     handler = logging.Handler()
@@ -151,7 +160,8 @@ def test_torchvision_weights_load_and_ce_keys_are_logged(tmp_path):
         assert torch.equal(state[key], value), key
     for key, value in initial_ce.items():
         assert torch.equal(state[key], value), key
-    messages = [r.getMessage() for r in records if 'intentionally new' in r.getMessage()]
+    messages = [r.getMessage() for r in records
+                if 'intentionally new' in r.getMessage()]
     assert len(messages) == 1
     assert 'layer2.3.ce.running_whitening' in messages[0]
     assert 'stem_ce.gate_logit' in messages[0]
@@ -171,7 +181,8 @@ def release_layout_state_dict(depth=50, prefix=''):
     ce_layers_ = [('ce1', 64, 64)]
     for stage, blocks in zip((1, 2, 3), plain.stage_blocks):
         channels = 64 * 2**(stage - 1) * expansion
-        ce_layers_ += [(f'layer{stage}.{b}.ce', channels, 16) for b in range(blocks)]
+        ce_layers_ += [(f'layer{stage}.{b}.ce', channels, 16)
+                       for b in range(blocks)]
     for name, c, g in ce_layers_:
         state[f'{name}.x_weight'] = torch.randn(1)
         state[f'{name}.running_mean'] = torch.randn(c // g, g, 1)
@@ -186,12 +197,14 @@ def release_layout_state_dict(depth=50, prefix=''):
 
 def save_release(path, state_dict):
     torch.save(dict(epoch=100, model='resnetv1ce50', state_dict=state_dict,
-                    best_prec1=78.2, optimizer=dict(state={}, param_groups=[])),
+                    best_prec1=78.2,
+                    optimizer=dict(state={}, param_groups=[])),
                path)
 
 
 @pytest.mark.parametrize('prefix', ['', 'module.'])
-def test_released_checkpoint_converts_and_loads_through_init_cfg(tmp_path, prefix):
+def test_released_checkpoint_converts_and_loads_through_init_cfg(
+        tmp_path, prefix):
     source = release_layout_state_dict(prefix=prefix)
     src, dst = str(tmp_path / 'cenet.pth.tar'), str(tmp_path / 'ce_r50.pth')
     save_release(src, source)
@@ -204,23 +217,34 @@ def test_released_checkpoint_converts_and_loads_through_init_cfg(tmp_path, prefi
     model.init_weights()
     state = model.state_dict()
     p = prefix
-    assert torch.equal(state['layer2.3.ce.running_whitening'], source[p + 'layer2.3.ce.running_wm'])
-    assert torch.equal(state['layer2.3.ce.running_mean'], source[p + 'layer2.3.ce.running_mean'][..., 0])
-    assert torch.equal(state['layer1.0.ce.gate_logit'], source[p + 'layer1.0.ce.x_weight'])
-    assert torch.equal(state['layer3.5.ce.running_scale'], source[p + 'layer3.5.ce.AR.running_scale'])
-    assert torch.equal(state['layer3.5.ce.reweighting.squeeze.weight'], source[p + 'layer3.5.ce.AR.fc.0.weight'])
-    assert torch.equal(state['layer3.5.ce.reweighting.norm.bias'], source[p + 'layer3.5.ce.AR.fc.1.bias'])
-    assert torch.equal(state['layer3.5.ce.reweighting.excite.weight'], source[p + 'layer3.5.ce.AR.fc.3.weight'])
-    assert torch.equal(state['stem_ce.running_whitening'], source[p + 'ce1.running_wm'])
-    assert torch.equal(state['layer4.2.bn3.running_var'], source[p + 'layer4.2.bn3.running_var'])
+    assert torch.equal(state['layer2.3.ce.running_whitening'],
+                       source[p + 'layer2.3.ce.running_wm'])
+    assert torch.equal(state['layer2.3.ce.running_mean'],
+                       source[p + 'layer2.3.ce.running_mean'][..., 0])
+    assert torch.equal(state['layer1.0.ce.gate_logit'],
+                       source[p + 'layer1.0.ce.x_weight'])
+    assert torch.equal(state['layer3.5.ce.running_scale'],
+                       source[p + 'layer3.5.ce.AR.running_scale'])
+    assert torch.equal(state['layer3.5.ce.reweighting.squeeze.weight'],
+                       source[p + 'layer3.5.ce.AR.fc.0.weight'])
+    assert torch.equal(state['layer3.5.ce.reweighting.norm.bias'],
+                       source[p + 'layer3.5.ce.AR.fc.1.bias'])
+    assert torch.equal(state['layer3.5.ce.reweighting.excite.weight'],
+                       source[p + 'layer3.5.ce.AR.fc.3.weight'])
+    assert torch.equal(state['stem_ce.running_whitening'],
+                       source[p + 'ce1.running_wm'])
+    assert torch.equal(state['layer4.2.bn3.running_var'],
+                       source[p + 'layer4.2.bn3.running_var'])
     assert torch.equal(state['conv1.weight'], source[p + 'conv1.weight'])
 
 
 def test_converter_refuses_bad_sources_without_writing(tmp_path):
     dst = str(tmp_path / 'out.pth')
     plain = str(tmp_path / 'plain.pth')
-    torch.save(dict(state_dict=ResNet(depth=50, init_cfg=None).state_dict()), plain)
-    with pytest.raises(CENetCheckpointError, match='not a CE-ResNet checkpoint'):
+    torch.save(dict(state_dict=ResNet(depth=50, init_cfg=None).state_dict()),
+               plain)
+    with pytest.raises(CENetCheckpointError,
+                       match='not a CE-ResNet checkpoint'):
         convert_cenet_checkpoint(plain, dst)
     good = str(tmp_path / 'good.pth')
     save_release(good, release_layout_state_dict())
@@ -234,7 +258,7 @@ def test_converter_refuses_bad_sources_without_writing(tmp_path):
     with pytest.raises(CENetCheckpointError, match='no such file'):
         convert_cenet_checkpoint(str(tmp_path / 'missing.pth'), dst)
     assert not os.path.exists(dst)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+    assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
 
 
 def test_frozen_bn_shift_in_conv_keeps_hooks_and_results():
@@ -259,7 +283,8 @@ def test_frozen_bn_shift_in_conv_keeps_hooks_and_results():
 
 
 def test_ce_and_se_in_basic_blocks():
-    """CE-ResNet-18 takes BasicBlock plugins: SE after CE, before the addition."""
+    """CE-ResNet-18 takes BasicBlock plugins: SE after CE, before the
+    addition."""
     model = build(depth=18, plugins=[dict(cfg=dict(type='SE'),
                                           position='after_conv2')])
     block = model.layer1[0]
@@ -281,7 +306,7 @@ def _refused_without_writing(tmp_path, state_dict, match):
     with pytest.raises(CENetCheckpointError, match=match):
         convert_cenet_checkpoint(src, dst)
     assert not os.path.exists(dst)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
+    assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
 
 
 def test_converter_refuses_an_incomplete_checkpoint(tmp_path):
@@ -316,7 +341,8 @@ def test_converter_refuses_unknown_keys_and_accepts_missing_batch_counters(
     state['layer1.0.ce.AR.extra'] = torch.randn(3)
     _refused_without_writing(tmp_path, state, 'keys of unknown meaning')
     state = release_layout_state_dict()
-    state['layer4.0.ce.x_weight'] = torch.randn(1)  # the release has no stage-4 CE
+    # the release has no stage-4 CE
+    state['layer4.0.ce.x_weight'] = torch.randn(1)
     _refused_without_writing(tmp_path, state,
                              r'does not have: layer4\.0\.ce\.gate_logit')
     # Older PyTorch saved no num_batches_tracked: not a missing weight.
@@ -338,7 +364,8 @@ def test_converter_command_exits_non_zero_and_writes_nothing(tmp_path):
     result = subprocess.run([sys.executable, tool, src, dst, '--depth', '101'],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
-    assert 'refused: the checkpoint is a CE-ResNet-50, not -101' in result.stderr
+    assert ('refused: the checkpoint is a CE-ResNet-50, not -101'
+            in result.stderr)
     del state['layer2.1.ce.running_wm']
     save_release(src, state)
     result = subprocess.run([sys.executable, tool, src, dst],

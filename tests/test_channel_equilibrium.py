@@ -1,4 +1,5 @@
-"""CE against an independent float64 implementation of the paper's equations."""
+"""CE against an independent float64 implementation of the paper's
+equations."""
 import copy
 import warnings
 
@@ -6,10 +7,19 @@ import pytest
 import torch
 from torch import nn
 
-from ce_mmdet.layers import ChannelEquilibrium, newton_whitening
-from ce_reference import (PAPER_BLOCK_GROUP_SIZE, PAPER_EPS, PAPER_ITERATIONS,
-                          PAPER_MOMENTUM, PAPER_REDUCTION,
-                          reference_from_module)
+from ce_mmdet.layers import (
+    ChannelEquilibrium,
+    InstanceReweighting,
+    newton_whitening,
+)
+from ce_reference import (
+    PAPER_BLOCK_GROUP_SIZE,
+    PAPER_EPS,
+    PAPER_ITERATIONS,
+    PAPER_MOMENTUM,
+    PAPER_REDUCTION,
+    reference_from_module,
+)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -30,14 +40,15 @@ def randomized_ce(channels=32, seed=0, **kwargs) -> ChannelEquilibrium:
 
 
 def sample_input(shape=(3, 32, 9, 11), seed=1) -> torch.Tensor:
-    """Post-BN-like data: per-channel offsets and scales, correlated channels."""
+    """Post-BN-like data: per-channel offsets and scales, correlated
+    channels."""
     g = torch.Generator().manual_seed(seed)
     n, c, h, w = shape
     base = torch.randn(shape, generator=g)
     mix = torch.eye(c) + 0.3 * torch.randn(c, c, generator=g)
     x = torch.einsum('dc,nchw->ndhw', mix, base)
-    return x * torch.rand(1, c, 1, 1, generator=g).add(0.5) + 0.2 * torch.randn(
-        1, c, 1, 1, generator=g)
+    return (x * torch.rand(1, c, 1, 1, generator=g).add(0.5)
+            + 0.2 * torch.randn(1, c, 1, 1, generator=g))
 
 
 def test_defaults_are_the_papers():
@@ -83,7 +94,8 @@ def test_training_forward_matches_reference(shape, group_size):
 def test_running_statistics_follow_reference_over_steps():
     ce = randomized_ce(32).train()
     running = dict(mean=torch.zeros(2, 16, dtype=torch.float64),
-                   whitening=torch.eye(16, dtype=torch.float64).repeat(2, 1, 1),
+                   whitening=torch.eye(
+                       16, dtype=torch.float64).repeat(2, 1, 1),
                    scale=torch.ones(1, dtype=torch.float64))
     for step in range(4):
         x = sample_input(seed=10 + step)
@@ -121,7 +133,8 @@ def test_newton_iterations_converge_to_inverse_square_root():
     whitening = newton_whitening(sigma, num_iterations=12)
     sigma_n = sigma / sigma.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
     eigenvalues, eigenvectors = torch.linalg.eigh(sigma_n)
-    expected = eigenvectors @ torch.diag_embed(eigenvalues.rsqrt()) @ eigenvectors.transpose(1, 2)
+    expected = (eigenvectors @ torch.diag_embed(eigenvalues.rsqrt())
+                @ eigenvectors.transpose(1, 2))
     assert relative_error(whitening, expected) < 1e-12
 
 
@@ -212,35 +225,50 @@ def test_degenerate_inputs_give_finite_outputs_and_gradients(shape, content):
         assert torch.isfinite(buffer).all()
 
 
-def test_autocast_bfloat16_runs_statistics_in_float32():
-    ce = randomized_ce(32).train()
-    x = sample_input()
+def check_autocast_output(device: torch.device, dtype: torch.dtype,
+                          tolerance: float = 2e-2) -> None:
+    """Under ``dtype`` autocast on ``device``, CE returns its input's dtype
+    (a float32 input stays float32) and, fed the rounded input, the float32
+    result up to that rounding (``tolerance``: relative)."""
+    ce = randomized_ce(32).to(device).train()
+    x = sample_input().to(device)
     expected = copy.deepcopy(ce)(x)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = ce(x.bfloat16())
-    assert out.dtype == torch.bfloat16
-    # Only the bf16 rounding of input and output remains.
-    assert relative_error(out, expected) < 2e-2
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=dtype):
+        out = ce(x.to(dtype))
+    assert out.dtype == dtype and out.device.type == device.type
+    # Only the rounding of input and output remains.
+    assert relative_error(out, expected) < tolerance
+    with torch.autocast(device.type, dtype=dtype):
         out_running = ce(x)  # float32 input under autocast stays float32
     assert out_running.dtype == torch.float32
 
 
-def test_autocast_running_statistics_equal_a_float32_step():
-    """Under bf16 autocast, one training step leaves the running statistics
-    of a float32 step on the same (bf16-rounded) input, at float32
-    precision: bf16 statistics (relative errors ~1e-2) fail this."""
-    ce = randomized_ce(32).train()
+def check_autocast_running_statistics(device: torch.device,
+                                      dtype: torch.dtype) -> None:
+    """Under ``dtype`` autocast on ``device``, one training step leaves the
+    running statistics of a float32 step on the same (rounded) input, in
+    float32 and at float32 precision: statistics computed in ``dtype``
+    (relative errors ~1e-2 in bf16) fail this."""
+    ce = randomized_ce(32).to(device).train()
     reference = copy.deepcopy(ce)
-    x = (sample_input() * 3 + 2).bfloat16()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    x = (sample_input() * 3 + 2).to(device, dtype)
+    with torch.autocast(device.type, dtype=dtype):
         ce(x)
     reference(x.float())
     for name in ('running_mean', 'running_whitening', 'running_scale'):
         actual, expected = getattr(ce, name), getattr(reference, name)
         assert actual.dtype == torch.float32, name
+        assert actual.device.type == device.type, name
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6,
                                    msg=name)
+
+
+def test_autocast_bfloat16_runs_statistics_in_float32():
+    check_autocast_output(torch.device('cpu'), torch.bfloat16)
+
+
+def test_autocast_running_statistics_equal_a_float32_step():
+    check_autocast_running_statistics(torch.device('cpu'), torch.bfloat16)
 
 
 def test_bad_input_shapes_are_refused():
@@ -307,3 +335,63 @@ def test_eval_before_training_is_the_closed_form():
     a = torch.sigmoid(hidden @ ir.excite.weight.t())
     expected = 0.5 * x + 0.5 * x * a[:, :, None, None]
     torch.testing.assert_close(ce(x), expected, rtol=1e-12, atol=1e-12)
+
+
+class BiasedReweighting(InstanceReweighting):
+    """IR with biases in both linear maps: parameters CE does not know."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        hidden = self.squeeze.out_features
+        self.squeeze = nn.Linear(channels, hidden, bias=True)
+        self.excite = nn.Linear(hidden, channels, bias=True)
+        with torch.no_grad():
+            self.squeeze.bias.uniform_(-1, 1)
+            self.excite.bias.uniform_(-1, 1)
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_reweighting_module_is_what_ce_applies(training):
+    """CE runs its ``reweighting`` module's own forward with its parameters
+    by name: an IR MLP with parameters of its own (here biases) is applied
+    and trained as written, forward and backward, through the fused map
+    (no tie to the order in which parameters are registered)."""
+    ce = randomized_ce(32).double().train(training)
+    ce.momentum = 0.0
+    ce.reweighting = BiasedReweighting(32).double()
+    x = sample_input().double().requires_grad_()
+    out = ce(x)
+    assert type(out.grad_fn).__name__.startswith('_StatisticsConditionedMap')
+
+    # The same CE written out, with IR as the module computes it.
+    lam = torch.sigmoid(ce.gate_logit)
+    v = x.flatten(2).var(-1, unbiased=True)
+    a = ce.reweighting(v)
+    if training:
+        # The float64 reference (its IR without the biases), IR corrected.
+        reference, _ = reference_from_module(ce, x, detach=False)
+        s = v.mean().sqrt()
+        expected = reference + (1 - lam) * x * (
+            a - reference_ir(ce, x))[:, :, None, None] / s
+    else:  # untrained running values: W = I, s = 1
+        expected = lam * x + (1 - lam) * x * a[:, :, None, None]
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(),
+                              [x, *ce.reweighting.parameters()])
+    want = torch.autograd.grad((expected * weights).sum(),
+                               [x, *ce.reweighting.parameters()])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-10)
+
+
+def reference_ir(ce: ChannelEquilibrium, x: torch.Tensor) -> torch.Tensor:
+    """``a`` (N, C) of the plain IR MLP with ``ce``'s weights, as the
+    float64 reference writes it."""
+    v = x.flatten(2).var(-1, unbiased=True)
+    ir = ce.reweighting
+    hidden = torch.relu(torch.nn.functional.layer_norm(
+        v @ ir.squeeze.weight.t(), (ir.squeeze.out_features, ),
+        ir.norm.weight, ir.norm.bias, 1e-5))
+    return torch.sigmoid(hidden @ ir.excite.weight.t())

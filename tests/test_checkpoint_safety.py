@@ -32,9 +32,14 @@ from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import crafted_checkpoints
-from ce_mmdet.utils import (CheckpointArray, allow_mmengine_checkpoint_globals)
+from ce_mmdet.utils import (
+    CheckpointArray,
+    allow_mmengine_checkpoint_globals,
+    openmmlab_tool_path,
+)
 from ce_mmdet.utils.checkpoint_loading import gpu_ids_from_config_text
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
+from tool_runs import TOOLS, run_tool
 
 try:
     from numpy._core import multiarray
@@ -447,3 +452,60 @@ def test_short_fuzz_run_finds_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, log[-4000:]
     assert re.search(r'Done 3000 runs', log), log[-2000:]
     assert len(list(corpus.iterdir())) >= len(crafted_checkpoints.ATTACKS)
+
+
+# ------------------------------------------- resume through tools/train.py
+
+
+def test_resume_never_executes_the_checkpoints_config(tiny_run: dict
+                                                     ) -> None:
+    # a real checkpoint of the run with Python in meta['config'], which
+    # MMEngine's resume passes to Config.fromstring; through MMDetection's
+    # own train.py, ce_mmdet being imported by the config's custom_imports
+    root = tiny_run['root']
+    marker = root / 'code-ran'
+    checkpoint = torch.load(tiny_run['work_dir'] / 'iter_2.pth')
+    checkpoint['meta']['config'] = (
+        f'import pathlib\npathlib.Path({str(marker)!r}).write_text("ran")\n'
+        'gpu_ids = [0]\n')
+    tampered = root / 'tampered.pth'
+    torch.save(checkpoint, tampered)
+    output = run_tool([
+        openmmlab_tool_path('train.py'), tiny_run['config'], '--work-dir',
+        root / 'work_tampered', '--resume', tampered, '--cfg-options',
+        'train_cfg.max_iters=3', 'train_cfg.val_interval=4'
+    ], cwd=root)
+    assert not marker.exists()
+    assert 'meta["config"] was not executed (gpu_ids read as a literal: ' \
+        '[0])' in output
+    assert 'resumed epoch: 0, iter: 2' in output
+
+
+def test_resume_refuses_a_crafted_checkpoint_naming_it(tiny_run: dict
+                                                      ) -> None:
+    from crafted_checkpoints import checkpoint_bytes, use_after_free
+
+    crafted = tiny_run['root'] / 'crafted.pth'
+    crafted.write_bytes(checkpoint_bytes(use_after_free()))
+    output = run_tool([
+        TOOLS / 'train.py', tiny_run['config'], '--work-dir',
+        tiny_run['root'] / 'work_crafted', '--resume', crafted
+    ], cwd=tiny_run['root'], expect_failure=True)
+    assert (f'CheckpointRefusedError: checkpoint {crafted} refused while '
+            'unpickling') in output
+    assert 'a second state for a numpy array' in output
+
+
+def test_checkpoint_globals_are_exactly_covered(tiny_run: dict) -> None:
+    checkpoint = str(tiny_run['work_dir'] / 'iter_4.pth')
+    with without_safe_globals():
+        unsafe = set(
+            torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
+        assert unsafe == MMENGINE_GLOBALS
+        with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+            torch.load(checkpoint)
+        # with ce_mmdet's allow-list
+        assert unsafe <= set(allow_mmengine_checkpoint_globals())
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(
+            checkpoint) == []
+        assert torch.load(checkpoint)['meta']['iter'] == 4

@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from ce_mmdet.analysis.baselines import (Baseline, load_baselines,
-                                         parse_baselines)
-from ce_mmdet.analysis.results_collector import (NoResultsError, collect_run,
-                                                 table3_markdown)
+from ce_mmdet.analysis.baselines import (
+    Baseline,
+    load_baselines,
+    parse_baselines,
+)
+from ce_mmdet.analysis.results_collector import (
+    NoResultsError,
+    collect_run,
+    table3_markdown,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +99,8 @@ def test_baselines_come_from_the_configs_readme():
     assert baselines['mask_rcnn_r50_fpn'] == Baseline(38.2, 34.7, '')
     assert baselines['mask_rcnn_ce_r101_fpn'].box == 40.0
     assert baselines['retinanet_ce_r50_fpn'] == Baseline(36.5, None, '')
-    markdown = ('| config | MMDetection (BN) box / mask | ours |\n|---|---|---|\n'
+    markdown = ('| config | MMDetection (BN) box / mask | ours |\n'
+                '|---|---|---|\n'
                 '| [x.py](x.py) | 1.5 / – (note) | 2 / 3 |\n\n'
                 '| [y.py](y.py) | 9 / 9 |\n')
     assert parse_baselines(markdown) == {'x': Baseline(1.5, None, '(note)')}

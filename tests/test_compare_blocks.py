@@ -17,9 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ce_mmdet.analysis.compare import (UnknownVariantError,
-                                       available_variants, config_for,
-                                       max_iters_option, resolve_variants)
+from ce_mmdet.analysis.compare import (
+    UnknownVariantError,
+    available_variants,
+    config_for,
+    max_iters_option,
+    resolve_variants,
+)
 from tiny_detector import write_tiny_mask_rcnn_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

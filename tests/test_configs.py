@@ -12,8 +12,8 @@ checkpoint saving. Models, pipelines' transforms, optimizers, LR schedules
 and evaluators are the configs' own.
 
 Static tests pin what the configs are meant to reproduce (the paper's Table 3
-settings and MMDetection's schedules), and the missing-checkpoint error of
-CE-ResNet is checked.
+settings and MMDetection's schedules) and the RNG-state hook of an exact
+resume, and the missing-checkpoint error of CE-ResNet is checked.
 """
 from __future__ import annotations
 
@@ -32,8 +32,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import ce_mmdet  # noqa: F401  (registers CEResNet, CE, SyncCE, BNCE)
 from ce_mmdet.datasets import SHAPES_METAINFO
-from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium,
-                             SyncChannelEquilibrium)
+from ce_mmdet.layers import (
+    BatchNormCE,
+    ChannelEquilibrium,
+    SyncChannelEquilibrium,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 ALL_CONFIGS = sorted(
@@ -387,7 +390,8 @@ IMAGENET_CHECKPOINTS = {
     'CEResNet': 'checkpoints/ce_resnet{depth}_mmdet.pth',
     # networks that need their own ImageNet training (no published weights)
     'DeconvResNet': 'checkpoints/deconv_resnet{depth}_imagenet.pth',
-    'ProportionalReLUResNet': 'checkpoints/proprelu_resnet{depth}_imagenet.pth',
+    'ProportionalReLUResNet':
+        'checkpoints/proprelu_resnet{depth}_imagenet.pth',
 }
 """The ImageNet weights each COCO backbone type starts from."""
 
@@ -437,6 +441,14 @@ def test_config_imports_ce_mmdet_and_scales_lr_from_16_images(
     assert cfg.custom_imports.allow_failed_imports is False
     # --auto-scale-lr rescales from MMDetection's 16 images per iteration
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_config_id)
+def test_config_keeps_rng_states_for_an_exact_resume(path: Path) -> None:
+    # configs/_base_/exact_resume.py, once (configs/shapes/ add their own)
+    cfg = Config.fromfile(str(path))
+    assert [hook for hook in cfg.custom_hooks
+            if hook.type == 'RNGStateHook'] == [dict(type='RNGStateHook')]
 
 
 @pytest.mark.parametrize('path', COCO_CONFIGS, ids=_config_id)

@@ -21,9 +21,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from ce_mmdet.utils.cpu_distributed import (cpu_model_wrapper_options,
-                                            needs_cpu_distributed,
-                                            setup_cpu_distributed)
+from ce_mmdet.utils.cpu_distributed import (
+    cpu_model_wrapper_options,
+    needs_cpu_distributed,
+    setup_cpu_distributed,
+)
 from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -25,11 +25,18 @@ from torch import nn
 import ce_mmdet  # noqa: F401  (registers CE, BNCE, NormCE)
 from ce_mmdet.analysis import analyze_backbone
 from ce_mmdet.analysis.activation_magnitudes import (
-    ActivationMagnitudeRecorder, dead_mask, small_mask)
-from ce_mmdet.analysis.channel_ablation import (ChannelAblation,
-                                                cumulative_ablation,
-                                                drop_masks, random_orders,
-                                                select_layers, trunk_calls)
+    ActivationMagnitudeRecorder,
+    dead_mask,
+    small_mask,
+)
+from ce_mmdet.analysis.channel_ablation import (
+    ChannelAblation,
+    cumulative_ablation,
+    drop_masks,
+    random_orders,
+    select_layers,
+    trunk_calls,
+)
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.layers.norm_ce import NormCE
 
@@ -393,10 +400,14 @@ def test_slim_vgg_widths_norms_and_activations(norm_cfg, act_cfg, norm_type):
 
 # ------------------------------------------------------ the CIFAR-scale set
 def test_cifar_scale_set_has_ten_balanced_classes(tmp_path):
-    from ce_mmdet.datasets import (CIFAR_SCALE_SET, SHAPE_NAMES,
-                                   generate_shapes_classification_set)
-    from ce_mmdet.datasets.shapes_classification import \
-        draw_classification_image
+    from ce_mmdet.datasets import (
+        CIFAR_SCALE_SET,
+        SHAPE_NAMES,
+        generate_shapes_classification_set,
+    )
+    from ce_mmdet.datasets.shapes_classification import (
+        draw_classification_image,
+    )
     assert len(SHAPE_NAMES) == 10 and list(SHAPE_NAMES) == sorted(SHAPE_NAMES)
     assert CIFAR_SCALE_SET['image_size'] == 32
     paths = generate_shapes_classification_set(
@@ -485,8 +496,10 @@ def test_fig1_demo_quick(tmp_path: Path, run_quick_demo) -> None:
     the figure and the ablation curves."""
     import json
 
-    from ce_mmdet.datasets import (SHAPE_NAMES,
-                                   generate_shapes_classification_set)
+    from ce_mmdet.datasets import (
+        SHAPE_NAMES,
+        generate_shapes_classification_set,
+    )
     generate_shapes_classification_set(
         tmp_path / 'data' / 'shapes10_quick', num_train=20, num_val=10,
         image_size=32, classes=SHAPE_NAMES, show_progress=False)

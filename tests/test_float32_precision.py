@@ -24,6 +24,7 @@ error wanders with the thread count (0.69-1.28 measured) and the pre-fix
 path's (1.7-2.0) cannot be told from it.
 """
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,7 +35,11 @@ import ce_mmdet  # noqa: F401
 import ce_mmdet.backbones.ce_resnet as ce_resnet
 from ce_mmdet.layers import BatchNormCE, ChannelEquilibrium
 from ce_reference import reference_from_module
-from test_channel_equilibrium import randomized_ce, relative_error, sample_input
+from test_channel_equilibrium import (
+    randomized_ce,
+    relative_error,
+    sample_input,
+)
 
 # The project may be this much less precise than the centred implementation
 # (one layer: measured within 4% wherever the error is above rounding).
@@ -51,7 +56,8 @@ def far_from_zero_input(ratio: float, shape=(4, 32, 12, 12), seed=0):
     base = sample_input(shape, seed).double()
     base = base - base.mean((0, 2, 3), keepdim=True)
     spread = base.std((0, 2, 3), keepdim=True)
-    sign = torch.randint(0, 2, (1, shape[1], 1, 1), generator=generator) * 2 - 1
+    sign = torch.randint(0, 2, (1, shape[1], 1, 1),
+                         generator=generator) * 2 - 1
     return base + ratio * spread * sign, spread.flatten(), generator
 
 
@@ -62,7 +68,8 @@ def calibrated_frozen_bn(bn: nn.BatchNorm2d, x, spread, generator):
     with torch.no_grad():
         noise = torch.randn(c, generator=generator, dtype=torch.float64)
         bn.running_mean.copy_(x.mean((0, 2, 3)) + 0.3 * spread * noise)
-        factor = 1 + 0.2 * torch.rand(c, generator=generator, dtype=torch.float64)
+        factor = 1 + 0.2 * torch.rand(c, generator=generator,
+                                      dtype=torch.float64)
         bn.running_var.copy_(x.var((0, 2, 3)) * factor)
         bn.weight.uniform_(0.5, 1.5, generator=generator)
         bn.bias.uniform_(-0.5, 0.5, generator=generator)
@@ -86,36 +93,49 @@ def output_and_input_grad(fn, x, weights):
     return out, x.grad
 
 
-@pytest.mark.parametrize('training', [True, False], ids=['train', 'eval'])
-@pytest.mark.parametrize('ratio', [0, 50, 500, 1000])
-def test_folded_layer_is_as_precise_as_centred_float32(ratio, training):
+def folded_layer_case(ratio: float, training: bool) -> SimpleNamespace:
+    """A frozen BN + CE on data whose channel means are ``ratio`` spreads
+    from zero: the float32 modules (``bn32``, ``ce32``), the input ``x``
+    (float64), the backward ``weights``, and (output, input gradient) of
+    the float64 reference (``truth``) and of the centred float32 one."""
     x, spread, generator = far_from_zero_input(ratio)
-    bn = calibrated_frozen_bn(nn.BatchNorm2d(32).double(), x, spread, generator)
+    bn = calibrated_frozen_bn(nn.BatchNorm2d(32).double(), x, spread,
+                              generator)
     ce = randomized_ce(32).double()
     if not training:
         with_running_statistics(ce, bn(x))
     ce.train(training)
     weights = torch.randn(x.shape, generator=generator, dtype=torch.float64)
-
-    truth, truth_grad = output_and_input_grad(
+    truth = output_and_input_grad(
         lambda t: reference_from_module(ce, bn(t))[0], x, weights)
     bn32, ce32 = copy.deepcopy(bn).float(), copy.deepcopy(ce).float()
-    ours, ours_grad = output_and_input_grad(
-        lambda t: ce32(t, preceding_norm=bn32), x.float(), weights)
-    centred, centred_grad = output_and_input_grad(
+    centred = output_and_input_grad(
         lambda t: reference_from_module(ce32, bn32(t), dtype=torch.float32)[0],
         x.float(), weights)
+    return SimpleNamespace(bn32=bn32, ce32=ce32, x=x, weights=weights,
+                           truth=truth, centred=centred)
 
-    for name, actual, reference, expected in [
-            ('output', ours, centred, truth),
-            ('input gradient', ours_grad, centred_grad, truth_grad)]:
+
+@pytest.mark.parametrize('training', [True, False], ids=['train', 'eval'])
+@pytest.mark.parametrize('ratio', [0, 50, 500, 1000])
+def test_folded_layer_is_as_precise_as_centred_float32(ratio, training):
+    case = folded_layer_case(ratio, training)
+    ours = output_and_input_grad(
+        lambda t: case.ce32(t, preceding_norm=case.bn32), case.x.float(),
+        case.weights)
+    for name, actual, reference, expected in zip(
+            ('output', 'input gradient'), ours, case.centred, case.truth):
         bound = FACTOR * relative_error(reference, expected) + FLOOR
         error = relative_error(actual, expected)
         assert error <= bound, (name, error, bound)
 
 
-@pytest.mark.parametrize('ratio', [50, 1000])
-def test_bnce_frozen_is_as_precise_as_centred_float32(ratio):
+def bnce_frozen_case(ratio: float) -> SimpleNamespace:
+    """BNCE with its BN part frozen (folded) and CE training, on data whose
+    channel means are ``ratio`` spreads from zero: the float64 ``layer``,
+    the input ``x`` (float64), the backward ``weights``, and (output, input
+    gradient) of the float64 reference (``truth``) and of the centred
+    float32 one (BN applied first)."""
     x, spread, generator = far_from_zero_input(ratio, seed=3)
     layer = BatchNormCE(32).double()
     calibrated_frozen_bn(layer, x, spread, generator)  # BN part: eval
@@ -123,18 +143,26 @@ def test_bnce_frozen_is_as_precise_as_centred_float32(ratio):
     weights = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     plain_bn = nn.BatchNorm2d(32).double().eval()
     plain_bn.load_state_dict(layer.state_dict(), strict=False)
-
-    truth, truth_grad = output_and_input_grad(
+    truth = output_and_input_grad(
         lambda t: reference_from_module(layer.ce, plain_bn(t))[0], x, weights)
-    layer32 = copy.deepcopy(layer).float()
-    ours, ours_grad = output_and_input_grad(layer32, x.float(), weights)
-    bn32, ce32 = copy.deepcopy(plain_bn).float(), copy.deepcopy(layer.ce).float()
-    centred, centred_grad = output_and_input_grad(
+    bn32, ce32 = (copy.deepcopy(plain_bn).float(),
+                  copy.deepcopy(layer.ce).float())
+    centred = output_and_input_grad(
         lambda t: reference_from_module(ce32, bn32(t), dtype=torch.float32)[0],
         x.float(), weights)
-    assert relative_error(ours, truth) <= FACTOR * relative_error(centred, truth) + FLOOR
-    assert (relative_error(ours_grad, truth_grad)
-            <= FACTOR * relative_error(centred_grad, truth_grad) + FLOOR)
+    return SimpleNamespace(layer=layer, x=x, weights=weights, truth=truth,
+                           centred=centred)
+
+
+@pytest.mark.parametrize('ratio', [50, 1000])
+def test_bnce_frozen_is_as_precise_as_centred_float32(ratio):
+    case = bnce_frozen_case(ratio)
+    layer32 = copy.deepcopy(case.layer).float()
+    ours = output_and_input_grad(layer32, case.x.float(), case.weights)
+    for name, actual, reference, expected in zip(
+            ('output', 'input gradient'), ours, case.centred, case.truth):
+        bound = FACTOR * relative_error(reference, expected) + FLOOR
+        assert relative_error(actual, expected) <= bound, name
 
 
 # ------------------------------------------------------------ whole network
@@ -204,7 +232,8 @@ def network_input_grad(model, x, weights, monkeypatch=None):
 
 
 @pytest.mark.parametrize('offset', [30.0, 100.0])
-def test_ce_resnet_detection_setting_input_gradient_float32(offset, monkeypatch):
+def test_ce_resnet_detection_setting_input_gradient_float32(
+        offset, monkeypatch):
     model, x, ratios = detection_ce_resnet50(offset)
     assert min(ratios) > 0.2 * offset  # the CE inputs are far from zero mean
     generator = torch.Generator().manual_seed(1)

@@ -19,13 +19,19 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 import ce_mmdet  # noqa: F401  (registers CEResNet, CE, BNCE)
-from ce_mmdet.analysis import (CEStatisticsRecorder, UnreadableModelError,
-                               analyze_backbone, inhibited_share,
-                               instance_reweighting_weights,
-                               trace_activation_calls)
-from ce_mmdet.analysis.model_loading import (CheckpointMismatchError,
-                                             load_checked_checkpoint)
-from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.analysis import (
+    CEStatisticsRecorder,
+    UnreadableModelError,
+    analyze_backbone,
+    inhibited_share,
+    instance_reweighting_weights,
+    trace_activation_calls,
+)
+from ce_mmdet.analysis.checkpoint_analysis import (
+    CheckpointMismatchError,
+    load_checked_checkpoint,
+)
+from ce_mmdet.layers import BatchNormFold, ChannelEquilibrium
 
 C = 8  # channels of the toy backbone
 
@@ -227,8 +233,8 @@ class CEAfterNorm(nn.Module):
     def forward(self, x):
         if self.fold == 'shifted':  # as CE-ResNet: running mean in the conv
             shifted = x - self.norm.running_mean.view(1, -1, 1, 1)
-            return self.ce(shifted, preceding_norm=self.norm,
-                           input_is_shifted=True)
+            return self.ce(shifted, preceding_norm=BatchNormFold(
+                self.norm, input_is_shifted=True))
         if self.fold:
             return self.ce(x, preceding_norm=self.norm)
         return self.ce(self.norm(x))
@@ -335,8 +341,10 @@ def test_the_analysis_tools_label_their_models():
     config names by default, repeats numbered, a wrong count refused."""
     import argparse
 
-    from ce_mmdet.analysis.command_line import (add_model_arguments,
-                                                labelled_models)
+    from ce_mmdet.analysis.command_line import (
+        add_model_arguments,
+        labelled_models,
+    )
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     args = parser.parse_args(

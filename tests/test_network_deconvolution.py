@@ -14,7 +14,6 @@ from torch.func import functional_call
 import ce_mmdet  # noqa: F401  (registers FastDeconv)
 from ce_mmdet.layers import FastDeconv, newton_schulz_isqrt
 
-
 pytestmark = pytest.mark.usefixtures('single_thread')
 
 

@@ -10,10 +10,17 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import ce_mmdet  # noqa: F401
-from ce_mmdet.backbones import (DeconvResNet, PluginResNet,
-                                ProportionalReLUResNet)
-from ce_mmdet.layers import (ChannelEquilibrium, FastDeconv, GEThetaPlus,
-                             SqueezeExcitation)
+from ce_mmdet.backbones import (
+    DeconvResNet,
+    PluginResNet,
+    ProportionalReLUResNet,
+)
+from ce_mmdet.layers import (
+    ChannelEquilibrium,
+    FastDeconv,
+    GEThetaPlus,
+    SqueezeExcitation,
+)
 
 SE_AFTER_CONV2 = [dict(cfg=dict(type='SE', ratio=16), position='after_conv2')]
 

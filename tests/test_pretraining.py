@@ -21,9 +21,11 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from ce_mmdet.datasets import (SHAPES_CLASSIFICATION_CLASSES,
-                               generate_shapes_classification_set)
-from test_tools_and_checkpoints import run_tool
+from ce_mmdet.datasets import (
+    SHAPES_CLASSIFICATION_CLASSES,
+    generate_shapes_classification_set,
+)
+from tool_runs import run_tool
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -31,8 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS = REPO_ROOT / 'tools'
 CONFIG_DIR = REPO_ROOT / 'configs'
 PRETRAIN_CONFIGS = sorted((CONFIG_DIR / 'pretrain').glob('*.py'))
-CE_CLASSIFIER = CONFIG_DIR / 'pretrain' / 'shapes' / 'ce-resnet18_shapes-cls.py'
-CE_DETECTOR = CONFIG_DIR / 'shapes' / 'mask_rcnn_ce_r18_fpn_shapes_pretrained.py'
+CE_CLASSIFIER = (CONFIG_DIR / 'pretrain' / 'shapes'
+                 / 'ce-resnet18_shapes-cls.py')
+CE_DETECTOR = (CONFIG_DIR / 'shapes'
+               / 'mask_rcnn_ce_r18_fpn_shapes_pretrained.py')
 
 
 def build_in_scope(scope: str, cfg: dict) -> torch.nn.Module:

@@ -13,23 +13,30 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 import ce_mmdet  # noqa: F401
-from ce_mmdet.layers import (BatchNormCE, ChannelEquilibrium, SyncChannelEquilibrium,
-                             convert_sync_channel_equilibrium)
+from ce_mmdet.layers import (
+    BatchNormCE,
+    ChannelEquilibrium,
+    SyncChannelEquilibrium,
+    convert_sync_channel_equilibrium,
+)
 
 
 @pytest.mark.parametrize('scope', [None, 'mmdet'])
 def test_builders_find_ce_inside_and_outside_the_mmdet_scope(scope):
-    instance = DefaultScope.get_instance(f'scope-{scope}', scope_name=scope) if scope else None
+    instance = (DefaultScope.get_instance(f'scope-{scope}', scope_name=scope)
+                if scope else None)
     with DefaultScope.overwrite_default_scope(scope):
-        name, norm = build_norm_layer(dict(type='BNCE', ce_cfg=dict(type='CE', group_size=8)), 32,
-                                      postfix=3)
+        name, norm = build_norm_layer(
+            dict(type='BNCE', ce_cfg=dict(type='CE', group_size=8)), 32,
+            postfix=3)
         assert name == 'bn3' and isinstance(norm, BatchNormCE)
         assert norm.ce.group_size == 8 and norm.eps == 1e-5
         name, plugin = build_plugin_layer(dict(type='CE'), in_channels=64)
         assert name == 'ce' and isinstance(plugin, ChannelEquilibrium)
         _, sync = build_plugin_layer(dict(type='SyncCE'), in_channels=64)
         assert isinstance(sync, SyncChannelEquilibrium)
-    assert isinstance(MODELS.build(dict(type='CE', in_channels=16)), ChannelEquilibrium)
+    assert isinstance(MODELS.build(dict(type='CE', in_channels=16)),
+                      ChannelEquilibrium)
     del instance
 
 
@@ -59,7 +66,8 @@ def test_bnce_in_mmdet_resnet_follows_norm_eval():
                    norm_cfg=dict(type='BNCE', requires_grad=True))
     model.train()
     bnce = model.layer2[0].bn1
-    assert isinstance(bnce, BatchNormCE) and not bnce.training and bnce.ce.training
+    assert (isinstance(bnce, BatchNormCE) and not bnce.training
+            and bnce.ce.training)
     before = bnce.running_mean.clone(), bnce.ce.running_whitening.clone()
     model(torch.randn(2, 3, 64, 64))
     assert torch.equal(before[0], bnce.running_mean)  # BN part frozen
@@ -83,8 +91,10 @@ def test_convert_sync_keeps_state_and_output():
     model(torch.randn(2, 3, 64, 64))  # non-trivial running statistics
     reference = copy.deepcopy(model)
     converted = convert_sync_channel_equilibrium(model)
-    ce_layers = [m for m in converted.modules() if isinstance(m, ChannelEquilibrium)]
-    assert ce_layers and all(isinstance(m, SyncChannelEquilibrium) for m in ce_layers)
+    ce_layers = [m for m in converted.modules()
+                 if isinstance(m, ChannelEquilibrium)]
+    assert ce_layers and all(isinstance(m, SyncChannelEquilibrium)
+                             for m in ce_layers)
     for key, value in reference.state_dict().items():
         assert torch.equal(value, converted.state_dict()[key]), key
     converted.eval()
@@ -97,8 +107,8 @@ def test_convert_sync_keeps_state_and_output():
 # -------------------------------------------------------------- SyncCE, gloo
 def _sync_worker(rank: int, world_size: int, init_file: str, out_dir: str,
                  split: tuple) -> None:
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}',
+                            rank=rank, world_size=world_size)
     torch.manual_seed(0)
     layer = SyncChannelEquilibrium(32, group_size=8).train()
     x_full, weights = _sync_inputs(split)
@@ -120,8 +130,10 @@ def _sync_inputs(split):
 
 
 @pytest.mark.parametrize('split', [(2, 2), (3, 1)])
-def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path, split):
-    mp.spawn(_sync_worker, args=(2, str(tmp_path / 'init'), str(tmp_path), split),
+def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(
+        tmp_path, split):
+    mp.spawn(_sync_worker,
+             args=(2, str(tmp_path / 'init'), str(tmp_path), split),
              nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(2)]
     torch.manual_seed(0)
@@ -131,15 +143,17 @@ def test_sync_ce_on_two_processes_equals_ce_on_the_whole_batch(tmp_path, split):
     for _ in range(2):
         out = layer(x)
     (out * weights).sum().backward()
-    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]), out.detach())
+    torch.testing.assert_close(torch.cat([r['out'] for r in ranks]),
+                               out.detach())
     torch.testing.assert_close(torch.cat([r['grad'] for r in ranks]), x.grad)
     for rank in ranks:
         for key, value in layer.state_dict().items():
             torch.testing.assert_close(rank['state'][key], value, msg=key)
     # Parameter gradients: DDP sums (averages) the ranks' contributions.
     for i, param in enumerate(layer.parameters()):
-        torch.testing.assert_close(ranks[0]['param_grads'][i] + ranks[1]['param_grads'][i],
-                                   param.grad)
+        torch.testing.assert_close(
+            ranks[0]['param_grads'][i] + ranks[1]['param_grads'][i],
+            param.grad)
 
 
 # SyncCE in the configs' settings: float64, unequal per-process batches.
@@ -239,3 +253,44 @@ def test_sync_ce_in_the_configs_settings_equals_whole_batch_ce(tmp_path,
         for key, value in expected.items():
             torch.testing.assert_close(rank['state'][key], value, msg=key,
                                        **tolerance)
+
+
+# Each layer with the smallest arguments that build it.
+LAYER_ARGS = {
+    'CE': dict(in_channels=16),
+    'SyncCE': dict(in_channels=16),
+    'BNCE': dict(num_features=16),
+    'NormCE': dict(num_features=16),
+    'SE': dict(in_channels=16, ratio=4),
+    'GEThetaMinus': dict(in_channels=16),
+    'GETheta': dict(in_channels=16),
+    'GEThetaPlus': dict(in_channels=16, ratio=4),
+    'FastDeconv': dict(in_channels=16, out_channels=16, kernel_size=3),
+}
+
+
+def test_every_layer_is_registered_once_in_the_root_registry():
+    from mmengine.registry import MODELS as ROOT_MODELS
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    registered_here = {name for name, cls in ROOT_MODELS.module_dict.items()
+                       if cls.__module__.startswith('ce_mmdet.layers')}
+    assert registered_here == set(LAYER_ARGS)
+    registries = [ROOT_MODELS, MODELS, MMPRETRAIN_MODELS,
+                  *ROOT_MODELS.children.values()]
+    for name in LAYER_ARGS:
+        holders = {id(registry) for registry in registries
+                   if name in registry.module_dict}
+        assert holders == {id(ROOT_MODELS)}, name
+
+
+@pytest.mark.parametrize('scope,prefix', [('mmdet', ''), ('mmpretrain', ''),
+                                          ('mmpretrain', 'mmdet.')])
+@pytest.mark.parametrize('name', sorted(LAYER_ARGS))
+def test_every_layer_builds_from_the_mmdet_and_mmpretrain_scopes(
+        scope, prefix, name):
+    import mmpretrain.models  # noqa: F401  (fills MMPretrain's registry)
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    registry = MODELS if scope == 'mmdet' else MMPRETRAIN_MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        layer = registry.build(dict(type=prefix + name, **LAYER_ARGS[name]))
+    assert type(layer) is MODELS.get(name)

@@ -8,8 +8,12 @@ from mmdet.registry import MODELS
 from torch.autograd import gradcheck
 
 import ce_mmdet  # noqa: F401  (registers SE, GEThetaMinus, GETheta, GEThetaPlus)
-from ce_mmdet.layers import (GETheta, GEThetaMinus, GEThetaPlus,
-                             SqueezeExcitation)
+from ce_mmdet.layers import (
+    GETheta,
+    GEThetaMinus,
+    GEThetaPlus,
+    SqueezeExcitation,
+)
 
 EPS = 1e-5
 
@@ -158,8 +162,8 @@ def ref_ge_theta(ge, x, training):
     gather = ge.gather
     if gather.extent is None:
         pooled = ref_adaptive_average(x, gather.gather_size)
-        z = ref_depthwise_global(pooled,
-                                 gather.convs[0].weight.detach().double()[:, 0])
+        z = ref_depthwise_global(
+            pooled, gather.convs[0].weight.detach().double()[:, 0])
     else:
         z = x
         for i, conv in enumerate(gather.convs):

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from ce_mmdet.datasets import (SHAPES_CLASSES, SHAPES_METAINFO,
-                               generate_shapes_dataset)
-from ce_mmdet.datasets import synthetic_shapes
+from ce_mmdet.datasets import (
+    SHAPES_CLASSES,
+    SHAPES_METAINFO,
+    generate_shapes_dataset,
+    synthetic_shapes,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(num_train=3, num_val=2, image_size=(64, 80), show_progress=False)
@@ -190,7 +193,7 @@ def test_interrupted_annotation_write_leaves_no_annotation_file(
     with pytest.raises(KeyboardInterrupt):
         generate_shapes_dataset(tmp_path, seed=1, **SMALL)
     assert list((tmp_path / 'annotations').iterdir()) == []
-    assert not list(tmp_path.rglob('*.tmp'))
+    assert not list(tmp_path.rglob('*.tmp*'))
 
 
 def test_annotations_failing_validation_are_not_written(tmp_path, monkeypatch):

@@ -40,12 +40,20 @@ from torch import Tensor, nn
 
 import ce_mmdet  # noqa: F401
 from ce_mmdet.backbones import CEResNet
-from ce_mmdet.deployment import (BackboneNeck, OnnxMismatchError, check_onnx,
-                                 export_and_check_onnx, export_onnx)
+from ce_mmdet.deployment import (
+    BackboneNeck,
+    OnnxMismatchError,
+    check_onnx,
+    export_and_check_onnx,
+    export_onnx,
+)
 from ce_mmdet.layers import ChannelEquilibrium
 from ce_mmdet.utils import openmmlab_tool_path, run_openmmlab_tool
-from tiny_detector import (tiny_ce_backbone, tiny_test_pipeline,
-                           write_tiny_mask_rcnn_config)
+from tiny_detector import (
+    tiny_ce_backbone,
+    tiny_test_pipeline,
+    write_tiny_mask_rcnn_config,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_SHAPE = (2, 3, 64, 64)
@@ -55,7 +63,8 @@ def seeded_input(shape, seed: int) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def with_running_statistics(model: nn.Module, shape, steps: int = 3) -> nn.Module:
+def with_running_statistics(model: nn.Module, shape,
+                            steps: int = 3) -> nn.Module:
     """``model`` after a few training forwards (CE and BN running statistics
     away from their initial values), in eval mode."""
     model.train()
@@ -278,7 +287,8 @@ def config_models_with_ce() -> dict[Path, dict]:
     found: dict[Path, dict] = {}
     architectures: list[dict] = []
     for path in sorted(CONFIGS.rglob('*.py')):
-        if {'_base_', 'pretrain', 'fig1'} & set(path.relative_to(CONFIGS).parts):
+        if ({'_base_', 'pretrain', 'fig1'}
+                & set(path.relative_to(CONFIGS).parts)):
             continue  # pretrain/, fig1/: MMPretrain classifiers
         model = Config.fromfile(str(path)).model.to_dict()
         architecture = copy.deepcopy(model)
@@ -462,7 +472,10 @@ def test_export_onnx_tool_on_tiny_ce_detector(tiny_shapes_dataset: dict,
                                               tmp_path: Path):
     """tools/deployment/export_onnx.py on a checkpoint of the tiny CE
     detector: backbone + FPN in onnxruntime as in PyTorch."""
-    from ce_mmdet.analysis.model_loading import build_detector, load_config
+    from ce_mmdet.analysis.checkpoint_analysis import (
+        build_detector,
+        load_config,
+    )
 
     write_tiny_mask_rcnn_config(tmp_path / 'tiny.py', tiny_shapes_dataset)
     config = tmp_path / 'tiny_ce.py'

@@ -5,7 +5,8 @@ Two named sets (``--set``); other options override their values:
 * ``pretrain`` (default): what ``tools/run_demo.sh pretrain`` pretrains on,
   4 shapes, 4000 train / 400 val images of 64x64, seed 0::
 
-      python tools/generate_shapes_classification_set.py --out-dir data/shapes_cls
+      python tools/generate_shapes_classification_set.py \\
+          --out-dir data/shapes_cls
 
 * ``cifar``: the Fig. 1 classifiers' CIFAR-scale set, 10 shapes, 20000 train
   / 2000 val images of 32x32, seed 0::
@@ -22,8 +23,11 @@ import json
 
 from mmengine.logging import MMLogger
 
-from ce_mmdet.datasets import (CIFAR_SCALE_SET, EMBEDDED_CLASSIFICATION_SET,
-                               generate_shapes_classification_set)
+from ce_mmdet.datasets import (
+    CIFAR_SCALE_SET,
+    EMBEDDED_CLASSIFICATION_SET,
+    generate_shapes_classification_set,
+)
 
 NAMED_SETS = dict(pretrain=EMBEDDED_CLASSIFICATION_SET, cifar=CIFAR_SCALE_SET)
 

@@ -9,7 +9,7 @@ py=${CE_MMDET_VENV:-$repo/.venv}/bin/python
 # The tests run tiny tensors: one intra-op thread avoids thread-pool stalls
 # when the machine is shared (subprocesses inherit it).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-"$py" -m ruff check ce_mmdet tools tests
+"$py" -m ruff check ce_mmdet tools tests configs
 status=0
 # One worker per core (pytest-xdist), each test file on one worker so that
 # a module's fixtures (trained checkpoints) are built once; -n 0 turns it off.

@@ -8,17 +8,35 @@ import ``ce_mmdet.analysis`` explicitly. Command lines:
 ``tools/analysis_tools/channel_ablation.py`` (cumulative ablation) and
 ``tools/analysis_tools/fig1_report.py`` (the paper's Fig. 1 on classifiers).
 """
-from .activation_magnitudes import (CRITERIA, DEFAULT_EPSILON, DEFAULT_TAU,
-                                    ActivationMagnitudeRecorder, dead_mask,
-                                    inhibited_mask, inhibited_share,
-                                    small_mask)
+from .activation_magnitudes import (
+    CRITERIA,
+    DEFAULT_EPSILON,
+    DEFAULT_TAU,
+    ActivationMagnitudeRecorder,
+    dead_mask,
+    inhibited_mask,
+    inhibited_share,
+    small_mask,
+)
 from .beta_signs import NormLayerBeta, norm_layer_betas, pooled_share
-from .ce_gates import (CELayerStatistics, CEStatisticsRecorder, ce_gate,
-                       instance_reweighting_weights)
-from .inhibited_channels import (ModelAnalysis, analyze_backbone,
-                                 layer_table, summary_table)
-from .model_structure import (ActivationCall, UnreadableModelError,
-                              find_backbone, trace_activation_calls)
+from .ce_gates import (
+    CELayerStatistics,
+    CEStatisticsRecorder,
+    ce_gate,
+    instance_reweighting_weights,
+)
+from .inhibited_channels import (
+    ModelAnalysis,
+    analyze_backbone,
+    layer_table,
+    summary_table,
+)
+from .model_structure import (
+    ActivationCall,
+    UnreadableModelError,
+    find_backbone,
+    trace_activation_calls,
+)
 
 __all__ = [
     'CRITERIA', 'DEFAULT_EPSILON', 'DEFAULT_TAU', 'ActivationCall',

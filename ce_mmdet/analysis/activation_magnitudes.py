@@ -1,4 +1,5 @@
-"""Per-channel mean magnitude after each activation call, and inhibited channels.
+"""Per-channel mean magnitude after each activation call, and inhibited
+channels.
 
 The paper (Fig. 1) calls a channel *inhibited* when its output after the
 activation is small and contributes little to the next layer. We measure,
@@ -6,7 +7,8 @@ for every activation call ``k`` (see
 :class:`~ce_mmdet.analysis.model_structure.ActivationCall`) and channel ``c``,
 over ``N`` images::
 
-    m_c = mean over images n of ( mean over positions (h, w) of |y[n, c, h, w]| )
+    m_c = mean over images n of
+          ( mean over positions (h, w) of |y[n, c, h, w]| )
 
 and call channel ``c`` inhibited when ``m_c <= tau * mean_c(m_c)``: its mean
 magnitude is at most ``tau`` times that of the layer's average channel. A

@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-CONFIGS_README = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
-    'README.md')
-"""``configs/README.md`` of this checkout."""
+CONFIGS_README = 'configs/README.md'
+"""Where the baselines are, in what ce_mmdet ships
+(:func:`~ce_mmdet.utils.package_resource`)."""
 
 BASELINE_COLUMN = 'MMDetection (BN)'
 _CONFIG_LINK = re.compile(r'\[([^\]]+?)\.py\]\(')
@@ -67,11 +66,15 @@ def parse_baselines(markdown: str) -> dict[str, Baseline]:
     return baselines
 
 
-def load_baselines(readme: str = CONFIGS_README) -> dict[str, Baseline]:
-    """:func:`parse_baselines` of ``configs/README.md`` (or ``readme``)."""
+def load_baselines(readme: Optional[str] = None) -> dict[str, Baseline]:
+    """:func:`parse_baselines` of ``readme`` (default: the
+    ``configs/README.md`` ce_mmdet ships, installed or checked out)."""
+    if readme is None:
+        from ce_mmdet.utils import package_resource
+        readme = package_resource(CONFIGS_README)
     if not osp.isfile(readme):
         raise FileNotFoundError(
-            f'{readme!r} not found: the baselines are read from the '
-            'configs README of a ce_mmdet checkout')
+            f'{readme!r} not found: the baselines are read from ce_mmdet\'s '
+            'configs/README.md (or a file of the same tables)')
     with open(readme, encoding='utf-8') as f:
         return parse_baselines(f.read())

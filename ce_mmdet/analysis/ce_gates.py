@@ -10,12 +10,12 @@ For every :class:`~ce_mmdet.layers.ChannelEquilibrium` layer:
   C, averaged over the images), minimum and maximum. Weights all alike mean
   IR rescales every channel equally; a wide spread means it equalises them.
 
-CE computes ``a`` inside its fused map from the parameters of its
-``reweighting`` module without calling that module (no hook on it fires),
-so the recorder recomputes ``a = ce.reweighting(v)`` from CE's input with
-the same module: the documented formula, with the layer's own weights. CE's
-input is rebuilt from what CE receives: ``x`` itself, or
-``preceding_norm(x)`` when CE folds a frozen BN into its map; for
+CE computes ``a`` inside its fused map (from the variances of the folded
+BN's output when it folds one), so the recorder recomputes
+``a = ce.reweighting(v)`` from CE's input with the same module: the
+documented formula, with the layer's own weights. CE's input is rebuilt
+from what CE receives: ``x`` itself, or ``preceding_norm(x)`` when CE folds
+a BN into its map (a ``BatchNormFold``: its BN, its input unshifted); for
 ``BatchNormCE`` in eval mode (which calls its CE part's ``forward_folded``
 directly), the BN part applied to the layer's input.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ce_mmdet.layers import BatchNormCE, ChannelEquilibrium
+from ce_mmdet.layers import BatchNormCE, BatchNormFold, ChannelEquilibrium
 
 
 @dataclass
@@ -114,10 +114,11 @@ class CEStatisticsRecorder:
         preceding = kwargs.get('preceding_norm',
                                args[1] if len(args) > 1 else None)
         with torch.no_grad():
+            if isinstance(preceding, BatchNormFold):
+                # e.g. CE-ResNet subtracts the BN's running mean in the conv
+                x = preceding.norm_input(x)
+                preceding = preceding.norm
             if preceding is not None:
-                if kwargs.get('input_is_shifted', False):
-                    # CE-ResNet subtracts the BN's running mean in the conv
-                    x = x + preceding.running_mean.view(1, -1, 1, 1)
                 # forward(), not __call__: no hooks fire for this recomputation
                 x = preceding.forward(x)
             self._weights[name].append(instance_reweighting_weights(ce, x))

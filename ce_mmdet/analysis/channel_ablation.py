@@ -36,8 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from .activation_magnitudes import ActivationMagnitudeRecorder
-from .model_structure import (ActivationCallCounter, activation_modules,
-                              trace_activation_calls)
+from .model_structure import (
+    ActivationCallCounter,
+    activation_modules,
+    trace_activation_calls,
+)
 
 DEFAULT_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(10))
 """0, 0.1, ..., 0.9: the x axis of the paper's Fig. 1(c)."""
@@ -128,7 +131,8 @@ class ChannelAblation:
     multiply the output of each call in :attr:`dropped` by its keep mask::
 
         with ChannelAblation(backbone) as ablation:
-            ablation.dropped = {'layer1.0.relu#1': mask}  # bool (C,), True: zero
+            ablation.dropped = {
+                'layer1.0.relu#1': mask}  # bool (C,), True: zero
             backbone(images)
     """
 
@@ -165,7 +169,8 @@ class ChannelAblation:
         return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
 
 
-def drop_masks(orders: dict[str, Tensor], fraction: float) -> dict[str, Tensor]:
+def drop_masks(orders: dict[str, Tensor],
+               fraction: float) -> dict[str, Tensor]:
     """Per layer, a bool mask (C,) of the first ``round(fraction * C)``
     channels of its order (a permutation of ``range(C)``)."""
     if not 0.0 <= fraction <= 1.0:

@@ -31,7 +31,8 @@ def labelled_models(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     Raises:
         ValueError: ``--names`` gives another number of labels than models.
     """
-    models = [(args.config, args.checkpoint)] + [tuple(m) for m in args.compare]
+    models = ([(args.config, args.checkpoint)]
+              + [tuple(m) for m in args.compare])
     names = args.names or [osp.splitext(osp.basename(c))[0] for c, _ in models]
     if len(names) != len(models):
         raise ValueError(f'--names gives {len(names)} labels for '

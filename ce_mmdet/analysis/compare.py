@@ -12,7 +12,8 @@ available are the configs present. For each variant, one after another:
    AP on the val split),
 3. run the inhibited-channel analysis on its backbone
    (:func:`~ce_mmdet.analysis.checkpoint_analysis.analyze_checkpoint`),
-4. count parameters and backbone FLOPs (:mod:`.model_cost`) and read the
+4. count parameters and backbone FLOPs
+   (:func:`~ce_mmdet.analysis.checkpoint_analysis.detector_cost`) and read the
    seconds per training iteration from the training log.
 
 Then one summary: ``summary.md`` (Markdown table), ``summary.json``,
@@ -34,14 +35,19 @@ from typing import Callable, Optional
 
 from mmengine.config import Config
 
-from .checkpoint_analysis import analyze_checkpoint, write_report
+from ..utils import package_resource
+from .checkpoint_analysis import (
+    analyze_checkpoint,
+    detector_cost,
+    write_report,
+)
 from .inhibited_channels import ModelAnalysis, format_percent
-from .model_cost import detector_cost
 from .output_files import save_figure, write_json, write_text
 from .results_collector import collect_run
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SHAPES_CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'shapes')
+SHAPES_CONFIGS = 'configs/shapes'
+"""The variants' configs, in what ce_mmdet ships (installed or checked out:
+:func:`~ce_mmdet.utils.package_resource`)."""
 PLAIN_VARIANT = 'plain'
 DEFAULT_VARIANTS = ('ce', 'plain')
 
@@ -81,15 +87,23 @@ class VariantResult:
     logs: dict[str, str] = field(default_factory=dict)
 
 
-def config_for(variant: str, config_dir: str = SHAPES_CONFIG_DIR) -> str:
-    """The config file of a variant (which need not exist)."""
+def shapes_config_dir() -> str:
+    """``configs/shapes`` of the installed or checked-out ce_mmdet."""
+    return package_resource(SHAPES_CONFIGS)
+
+
+def config_for(variant: str, config_dir: Optional[str] = None) -> str:
+    """The config file of a variant (which need not exist) in
+    ``config_dir`` (default: :func:`shapes_config_dir`)."""
+    config_dir = config_dir or shapes_config_dir()
     if variant == PLAIN_VARIANT:
         return osp.join(config_dir, 'mask_rcnn_r18_fpn_shapes.py')
     return osp.join(config_dir, f'mask_rcnn_{variant}_r18_fpn_shapes.py')
 
 
-def available_variants(config_dir: str = SHAPES_CONFIG_DIR) -> list[str]:
+def available_variants(config_dir: Optional[str] = None) -> list[str]:
     """Variants whose config exists in ``config_dir``, ``plain`` first."""
+    config_dir = config_dir or shapes_config_dir()
     found = []
     if osp.isfile(config_for(PLAIN_VARIANT, config_dir)):
         found.append(PLAIN_VARIANT)
@@ -102,11 +116,13 @@ def available_variants(config_dir: str = SHAPES_CONFIG_DIR) -> list[str]:
 
 
 def resolve_variants(variants: list[str],
-                     config_dir: str = SHAPES_CONFIG_DIR) -> dict[str, str]:
+                     config_dir: Optional[str] = None) -> dict[str, str]:
     """``{variant: config}``; raises :class:`UnknownVariantError` naming the
     available variants when one has no config."""
+    config_dir = config_dir or shapes_config_dir()
     available = available_variants(config_dir)
-    missing = [v for v in variants if not osp.isfile(config_for(v, config_dir))]
+    missing = [v for v in variants
+               if not osp.isfile(config_for(v, config_dir))]
     if missing:
         raise UnknownVariantError(
             f'no config for variant(s) {", ".join(missing)} (looked for '
@@ -192,6 +208,8 @@ class CompareSettings:
         num_images: images of the val split the analysis runs on.
         tau: threshold of inhibited channels.
         python: interpreter for tools/train.py and tools/test.py.
+        work_root: where the tools run and the configs' relative paths
+            (``data_root``) resolve (default: the current directory).
     """
     out_dir: str
     max_iters: Optional[int] = None
@@ -199,6 +217,7 @@ class CompareSettings:
     num_images: int = 20
     tau: float = 0.1
     python: str = sys.executable
+    work_root: str = field(default_factory=os.getcwd)
 
     def options(self) -> dict:
         options = dict(self.cfg_options)
@@ -245,18 +264,18 @@ def run_variant(variant: str, config: str, settings: CompareSettings,
     # validation inside the training to repeat it.
     extra = cfg_options_args({'train_cfg.val_begin': NO_VALIDATION, **options})
     train_log = osp.join(work_dir, 'train_output.log')
-    say(f'{variant}: training {osp.relpath(config, REPO_ROOT)} (output: '
-        f'{train_log})')
-    run_logged([settings.python, osp.join(REPO_ROOT, 'tools', 'train.py'),
-                config, '--work-dir', work_dir] + extra, train_log, REPO_ROOT)
+    say(f'{variant}: training {osp.relpath(config, settings.work_root)} '
+        f'(output: {train_log})')
+    run_logged([settings.python, package_resource('tools/train.py'), config,
+                '--work-dir', work_dir] + extra, train_log, settings.work_root)
     with open(osp.join(work_dir, 'last_checkpoint'), encoding='utf-8') as f:
         checkpoint = f.read().strip()
     test_dir = osp.join(work_dir, 'test')
     test_log = osp.join(work_dir, 'test_output.log')
     say(f'{variant}: evaluating {checkpoint}')
-    run_logged([settings.python, osp.join(REPO_ROOT, 'tools', 'test.py'),
-                config, checkpoint, '--work-dir', test_dir] + extra, test_log,
-               REPO_ROOT)
+    run_logged([settings.python, package_resource('tools/test.py'), config,
+                checkpoint, '--work-dir', test_dir] + extra, test_log,
+               settings.work_root)
     metrics = collect_run(test_dir, name=variant).metrics
     say(f'{variant}: inhibited-channel analysis on {settings.num_images} '
         'val images')
@@ -293,7 +312,7 @@ def summary_markdown(results: list[VariantResult], tau: float) -> str:
             f'{format_percent(r.inhibited)} | '
             f'{format_percent(r.beta_nonpositive_feeding)} | '
             f'{r.params / 1e6:.2f} | {r.backbone_flops / 1e9:.2f} | '
-            f'{"n/a" if r.seconds_per_iter is None else f"{r.seconds_per_iter:.2f}"} | '
+            f'{"n/a" if r.seconds_per_iter is None else f"{r.seconds_per_iter:.2f}"} | '  # noqa: E501
             f'{r.wall_seconds / 60:.1f} |')
     return '\n'.join(lines)
 
@@ -342,11 +361,13 @@ def plot_summary(results: list[VariantResult], path: str) -> str:
 
 
 def ensure_shapes_data(configs: dict[str, str], say: Callable[[str], None],
-                       options: Optional[dict] = None) -> None:
+                       options: Optional[dict] = None,
+                       work_root: Optional[str] = None) -> None:
     """Generate the embedded default set (``EMBEDDED_DEFAULT_SET``) at the
-    configs' ``data_root`` when its annotation files are missing."""
-    from ce_mmdet.datasets import (EMBEDDED_DEFAULT_SET,
-                                   generate_shapes_dataset)
+    configs' ``data_root`` (relative to ``work_root``, default: the current
+    directory) when its annotation files are missing."""
+    work_root = work_root or os.getcwd()
+    from ce_mmdet.datasets import EMBEDDED_DEFAULT_SET, generate_shapes_dataset
 
     for config in configs.values():
         cfg = Config.fromfile(config)
@@ -356,10 +377,9 @@ def ensure_shapes_data(configs: dict[str, str], say: Callable[[str], None],
         root = dataset.get('data_root') or ''
         anns = [osp.join(root, cfg.train_dataloader.dataset.ann_file),
                 osp.join(root, cfg.val_dataloader.dataset.ann_file)]
-        if all(osp.isfile(a if osp.isabs(a) else osp.join(REPO_ROOT, a))
-               for a in anns):
+        if all(osp.isfile(osp.join(work_root, a)) for a in anns):
             continue
-        out = root if osp.isabs(root) else osp.join(REPO_ROOT, root)
+        out = osp.join(work_root, root)
         say(f'generating the synthetic shapes set into {out}')
         generate_shapes_dataset(out, show_progress=False,
                                 **EMBEDDED_DEFAULT_SET)

@@ -19,11 +19,18 @@ import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
-from .channel_ablation import (DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS,
-                               AblationCurve)
-from .checkpoint_analysis import ablate_checkpoint, analyze_checkpoint
+from .channel_ablation import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
+    ORDERS,
+    AblationCurve,
+)
+from .checkpoint_analysis import (
+    ablate_checkpoint,
+    analyze_checkpoint,
+    load_config,
+)
 from .inhibited_channels import format_percent
-from .model_loading import load_config
 from .output_files import save_figure
 
 FIG1_MODELS = {

@@ -23,8 +23,11 @@ from typing import Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from .activation_magnitudes import (CRITERIA, DEFAULT_EPSILON,
-                                    ActivationMagnitudeRecorder)
+from .activation_magnitudes import (
+    CRITERIA,
+    DEFAULT_EPSILON,
+    ActivationMagnitudeRecorder,
+)
 from .beta_signs import NormLayerBeta, norm_layer_betas, pooled_share
 from .ce_gates import CELayerStatistics, CEStatisticsRecorder
 from .model_structure import check_readable, trace_activation_calls

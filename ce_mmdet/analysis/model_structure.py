@@ -1,4 +1,5 @@
-"""Which norm layers feed which activations, and where modules sit in a backbone.
+"""Which norm layers feed which activations, and where modules sit in a
+backbone.
 
 The analysis reads any backbone of the project (MMDetection's ResNet,
 CE-ResNet, the peer blocks) from its ``nn.Module`` structure and one traced
@@ -49,10 +50,11 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.layers import BatchNormFold, ChannelEquilibrium
 
 NORM_LAYER_TYPES = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, _InstanceNorm)
-"""Module types counted as norm layers (``BatchNormCE`` is a ``_BatchNorm``)."""
+"""Module types counted as norm layers (``BatchNormCE`` is a
+``_BatchNorm``)."""
 
 ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU,
                     nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -60,14 +62,16 @@ ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU,
 """Module types counted as activations."""
 
 # Autograd nodes that end a "feeds" walk: channel-mixing operations.
-_MIXING_NODE_PREFIXES = ('Convolution', 'MkldnnConvolution', 'CudnnConvolution',
-                         'SlowConv', 'ThnnConv', 'Addmm', 'Mm', 'Linear')
+_MIXING_NODE_PREFIXES = ('Convolution', 'MkldnnConvolution',
+                         'CudnnConvolution', 'SlowConv', 'ThnnConv', 'Addmm',
+                         'Mm', 'Linear')
 # Autograd nodes that only re-view their single input.
 _VIEW_NODE_PREFIXES = ('View', 'AsStrided', 'UnsafeView', 'Reshape', 'Alias')
 
 
 class UnreadableModelError(ValueError):
-    """The model lacks what the analysis measures (norm layers, activations)."""
+    """The model lacks what the analysis measures (norm layers,
+    activations)."""
 
 
 @dataclass
@@ -147,7 +151,8 @@ def check_readable(backbone: nn.Module) -> None:
     kind = type(backbone).__name__
     if not any(True for _ in norm_layers(backbone)):
         raise UnreadableModelError(
-            f'{kind} has no norm layer ({", ".join(t.__name__ for t in NORM_LAYER_TYPES)}): '
+            f'{kind} has no norm layer ('
+            f'{", ".join(t.__name__ for t in NORM_LAYER_TYPES)}): '
             'the beta <= 0 measure needs BN-like layers with an affine bias. '
             'Is this the right config (a ResNet-like backbone)?')
     if not any(True for _ in activation_modules(backbone)):
@@ -210,6 +215,8 @@ def trace_activation_calls(backbone: nn.Module,
         # CE's output is then the BN's.
         preceding = kwargs.get('preceding_norm',
                                args[1] if len(args) > 1 else None)
+        if isinstance(preceding, BatchNormFold):
+            preceding = preceding.norm
         if preceding is not None and preceding in names:
             for node in _nodes_of_output(output):
                 output_owner[node] = names[preceding]

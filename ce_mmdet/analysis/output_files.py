@@ -1,37 +1,12 @@
-"""Write output files atomically: a reader never sees a half-written file.
-
-Each writer writes to a temporary file in the target's folder and renames it
-over the target (``os.replace``), so an interrupted run leaves either the old
-file or the new one.
-"""
+"""The analysis reports' files (text, JSON, figures), each written
+atomically (:func:`ce_mmdet.utils.atomic_files.write_atomically`): an
+interrupted run leaves the old file or the new one."""
 from __future__ import annotations
 
 import json
-import os
-import os.path as osp
-import tempfile
-from typing import Any, Callable
+from typing import Any
 
-
-def write_atomically(path: str, write: Callable[[str], None]) -> str:
-    """Call ``write(tmp_path)``, then rename ``tmp_path`` to ``path``.
-
-    The suffix of ``path`` is kept on the temporary file (matplotlib picks
-    the format from it). Returns ``path``.
-    """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = osp.splitext(path)[1]
-    fd, tmp_path = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        write(tmp_path)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
-    return path
+from ce_mmdet.utils.atomic_files import write_atomically
 
 
 def write_text(path: str, text: str) -> str:

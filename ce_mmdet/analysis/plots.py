@@ -59,7 +59,8 @@ def plot_beta_shares(analyses: list[ModelAnalysis], path: str) -> str:
     labels = _ordered_union([[n.name for n in a.norm_layers]
                              for a in analyses])
     series = [
-        (f'{a.name}: feeding {format_percent(a.beta_nonpositive_feeding["overall"])}'
+        (f'{a.name}: feeding '
+         f'{format_percent(a.beta_nonpositive_feeding["overall"])}'
          f', all {format_percent(a.beta_nonpositive["overall"])}',
          {n.name: 100 * n.share for n in a.norm_layers})
         for a in analyses

@@ -1,4 +1,5 @@
-"""Read the COCO results of MMEngine runs and lay them out as the paper's Table 3.
+"""Read the COCO results of MMEngine runs and lay them out as the paper's
+Table 3.
 
 Where MMEngine writes them, inside a work dir (``--work-dir`` of
 ``tools/train.py`` / ``tools/test.py``), one ``<timestamp>/`` folder per run:
@@ -61,7 +62,8 @@ def _run_folders(work_dir: str) -> list[str]:
     candidates = [work_dir] + glob.glob(osp.join(work_dir, '*')) + glob.glob(
         osp.join(work_dir, '*', '*'))
     runs = [c for c in candidates
-            if osp.isdir(c) and _RUN_FOLDER.match(osp.basename(osp.normpath(c)))]
+            if osp.isdir(c)
+            and _RUN_FOLDER.match(osp.basename(osp.normpath(c)))]
     return sorted(runs, key=lambda c: osp.basename(osp.normpath(c)),
                   reverse=True)
 

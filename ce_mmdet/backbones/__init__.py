@@ -4,9 +4,11 @@ Fig. 1 classifiers."""
 from .ce_resnet import CEBasicBlock, CEBottleneck, CEResNet
 from .deconv_resnet import DeconvBasicBlock, DeconvBottleneck, DeconvResNet
 from .plugin_resnet import PluginBasicBlock, PluginResNet
-from .proportional_relu_resnet import (ProportionalReLUBasicBlock,
-                                       ProportionalReLUBottleneck,
-                                       ProportionalReLUResNet)
+from .proportional_relu_resnet import (
+    ProportionalReLUBasicBlock,
+    ProportionalReLUBottleneck,
+    ProportionalReLUResNet,
+)
 from .slim_vgg import SlimVGG
 
 __all__ = [

@@ -1,21 +1,23 @@
 """CE-ResNet: MMDetection's ResNet with Channel Equilibrium blocks."""
-import math
-import os.path as osp
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.registry import MODELS
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 from torch.nn.modules import module as module_hooks
 
-from ce_mmdet.layers import ChannelEquilibrium
+from ce_mmdet.layers import BatchNormFold, ChannelEquilibrium
 from ce_mmdet.layers.grouped_map import graph_capture_in_progress
-from ce_mmdet.utils.checkpoint_loading import is_local_checkpoint
 
-from .plugin_resnet import PluginBasicBlock, residual_forward
-from .pretrained_checks import (check_ce_backbone_checkpoint,
-                                pretrained_checkpoint, pretrained_prefix)
+from .plugin_resnet import PluginBasicBlock, PluginResNet
+from .pretrained_checks import (
+    check_ce_backbone_checkpoint,
+    check_local_checkpoint_exists,
+    pretrained_checkpoint,
+    pretrained_prefix,
+)
+from .residual_steps import StepsBottleneck
 
 
 def conv_norm_ce(conv: nn.Module, norm: nn.Module,
@@ -25,7 +27,7 @@ def conv_norm_ce(conv: nn.Module, norm: nn.Module,
     A plain BN (frozen or training) is folded into CE's map (one pass for
     both, and no BN backward of its own). CE's float32 statistics then need
     the convolution's output shifted by the BN's running mean (see
-    :meth:`ChannelEquilibrium.forward_folded`); a plain bias-free
+    :mod:`ce_mmdet.layers.batch_norm_folding`); a plain bias-free
     convolution subtracts it as its bias, at no cost. (Otherwise CE shifts
     in a pass of its own: convolutions of other types, convolutions with
     hooks, which must see the module called, and graph capture, where the
@@ -33,11 +35,15 @@ def conv_norm_ce(conv: nn.Module, norm: nn.Module,
     """
     if ce is None:
         return norm(conv(x))
-    if ce.can_fold(norm) and _can_shift_as_bias(conv):
+    fold = ce.fold_for(norm)
+    if fold is None:
+        return ce(norm(conv(x)))
+    if _can_shift_as_bias(conv):
         shift = norm.running_mean.to(conv.weight.dtype)
         shifted = conv._conv_forward(x, conv.weight, -shift)
-        return ce(shifted, preceding_norm=norm, input_is_shifted=True)
-    return ce(conv(x), preceding_norm=norm)
+        return ce(shifted,
+                  preceding_norm=BatchNormFold(norm, input_is_shifted=True))
+    return ce(conv(x), preceding_norm=fold)
 
 
 def _can_shift_as_bias(conv: nn.Module) -> bool:
@@ -55,7 +61,19 @@ def _build_ce(ce_cfg: Optional[dict], channels: int) -> Optional[nn.Module]:
     return MODELS.build({**ce_cfg, 'in_channels': channels})
 
 
-class CEBasicBlock(PluginBasicBlock):
+class _CEAfterLastNorm:
+    """Mixin for a :class:`~ce_mmdet.backbones.residual_steps.
+    ResidualSteps` block: ``self.ce`` (None: no CE) after the last norm,
+    fused with it and its convolution (see :func:`conv_norm_ce`)."""
+
+    ce: Optional[nn.Module]
+
+    def last_conv_norm(self, x: Tensor) -> Tensor:
+        conv, norm = self.conv_and_norm(self.num_convs)
+        return conv_norm_ce(conv, norm, self.ce, x)
+
+
+class CEBasicBlock(_CEAfterLastNorm, PluginBasicBlock):
     """MMDetection's BasicBlock with CE after ``bn2``, before any
     ``after_conv2`` plugin (e.g. SE) and the residual addition."""
 
@@ -63,21 +81,8 @@ class CEBasicBlock(PluginBasicBlock):
         super().__init__(*args, **kwargs)
         self.ce = _build_ce(ce_cfg, self.norm2.num_features)
 
-    def forward(self, x: Tensor) -> Tensor:
 
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = conv_norm_ce(self.conv2, self.norm2, self.ce, out)
-            out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity  # in place, as MMDetection's blocks
-            return out
-
-        return residual_forward(self, _inner_forward, x)
-
-
-class CEBottleneck(Bottleneck):
+class CEBottleneck(_CEAfterLastNorm, StepsBottleneck):
     """MMDetection's Bottleneck with CE after ``bn3`` (= ``after_conv3``),
     before any other ``after_conv3`` plugin and the residual addition."""
 
@@ -85,36 +90,16 @@ class CEBottleneck(Bottleneck):
         super().__init__(*args, **kwargs)
         self.ce = _build_ce(ce_cfg, self.planes * self.expansion)
 
-    def forward(self, x: Tensor) -> Tensor:
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.relu(self.norm2(self.conv2(out)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = conv_norm_ce(self.conv3, self.norm3, self.ce, out)
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv3_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity  # in place, as MMDetection's blocks
-            return out
-
-        return residual_forward(self, _inner_forward, x)
-
-
-_CE_BLOCKS = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
-
 
 @MODELS.register_module()
-class CEResNet(ResNet):
+class CEResNet(PluginResNet):
     """ResNet with Channel Equilibrium, as in the authors' release.
 
     Every option of MMDetection's :class:`~mmdet.models.backbones.ResNet`
     works unchanged (``out_indices``, ``frozen_stages``, ``norm_eval``,
     ``style``, ``dcn``/``stage_with_dcn``, ``plugins``, ``with_cp``,
-    ``deep_stem``, ``avg_down``, ``init_cfg``, ``zero_init_residual``). CE is
+    ``deep_stem``, ``avg_down``, ``init_cfg``, ``zero_init_residual``;
+    ``plugins`` also for BasicBlocks, as in :class:`PluginResNet`). CE is
     placed as in the release: after the stem BN (one group of 64 channels),
     and after the last BN of every block (``bn3`` of a Bottleneck, ``bn2`` of
     a BasicBlock, i.e. before the residual addition) in the stages selected
@@ -145,6 +130,8 @@ class CEResNet(ResNet):
         **kwargs: MMDetection ResNet's arguments.
     """
 
+    block_classes = {BasicBlock: CEBasicBlock, Bottleneck: CEBottleneck}
+
     def __init__(self,
                  depth: int,
                  stage_with_ce: Sequence[bool] = (True, True, True, False),
@@ -171,11 +158,8 @@ class CEResNet(ResNet):
         super()._make_stem_layer(in_channels, stem_channels)
         self.stem_ce = _build_ce(self.stem_ce_cfg, stem_channels)
 
-    def make_res_layer(self, **kwargs) -> nn.Module:
-        stage = int(math.log2(kwargs['planes'] // self.base_channels))
-        kwargs['block'] = _CE_BLOCKS.get(kwargs['block'], kwargs['block'])
-        kwargs['ce_cfg'] = self.ce_cfg if self.stage_with_ce[stage] else None
-        return super().make_res_layer(**kwargs)
+    def stage_block_args(self, stage: int) -> Dict[str, Any]:
+        return {'ce_cfg': self.ce_cfg if self.stage_with_ce[stage] else None}
 
     # ------------------------------------------------------------ forward
     def _stem_forward(self, x: Tensor) -> Tensor:
@@ -236,11 +220,13 @@ class CEResNet(ResNet):
         new_ce: List[str] = []
         checkpoint = pretrained_checkpoint(self.init_cfg)
         if not self.is_init and isinstance(checkpoint, str):
-            _check_local_checkpoints_exist(self.init_cfg)
+            network = f'{type(self).__name__}-{self.depth}'
+            check_local_checkpoint_exists(self.init_cfg, network,
+                                          _how_to_make(checkpoint))
             new_ce = check_ce_backbone_checkpoint(
                 self, checkpoint, pretrained_prefix(self.init_cfg),
                 is_ce_key=_is_ce_key, new_by_design=self._new_by_design(),
-                network=f'{type(self).__name__}-{self.depth}')
+                network=network)
         super().init_weights()
         if new_ce:
             MMLogger.get_current_instance().info(
@@ -260,38 +246,17 @@ class CEResNet(ResNet):
                             or key.startswith(plugin_prefixes))
 
 
-def _check_local_checkpoints_exist(init_cfg) -> None:
-    """Fail early, and clearly, on a ``Pretrained`` local file that is missing.
-
-    MMEngine would raise ``FileNotFoundError('<file> can not be found.')``
-    from deep inside the initialisation; the CE-ResNet checkpoints are not
-    downloadable but made by a converter, so say how.
-    """
-    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
-    for cfg in cfgs:
-        if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
-            continue
-        checkpoint = cfg.get('checkpoint')
-        if not isinstance(checkpoint, str):
-            continue
-        # The loader MMEngine would pick: local only for plain paths.
-        if not is_local_checkpoint(checkpoint):
-            continue
-        path = osp.expanduser(checkpoint)
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'Pretrained backbone checkpoint {checkpoint!r} not found '
-                f'(resolved to {osp.abspath(path)!r}). For a CE-ResNet, '
-                'convert the authors\' ImageNet CENet checkpoint with '
-                '`python tools/model_converters/cenet2mmdet.py <CENet .pth '
-                f'or .pth.tar> {checkpoint}` (the release holds '
-                'CE-ResNet-50 only; other depths need an ImageNet CE-ResNet '
-                'of your own), or point the config at the '
-                'converted file with `--cfg-options '
-                'model.backbone.init_cfg.checkpoint=<path>` (or '
-                '`model.backbone.init_cfg=None` to start from random '
-                'weights, e.g. when the whole detector is loaded '
-                'afterwards with `load_from`/`--resume`).')
+def _how_to_make(checkpoint: str) -> str:
+    """The fix named when a CE-ResNet's local checkpoint is missing."""
+    return ('For a CE-ResNet, convert the authors\' ImageNet CENet '
+            'checkpoint with `python tools/model_converters/cenet2mmdet.py '
+            f'<CENet .pth or .pth.tar> {checkpoint}` (the release holds '
+            'CE-ResNet-50 only; other depths need an ImageNet CE-ResNet of '
+            'your own), or point the config at the converted file with '
+            '`--cfg-options model.backbone.init_cfg.checkpoint=<path>` (or '
+            '`model.backbone.init_cfg=None` to start from random weights, '
+            'e.g. when the whole detector is loaded afterwards with '
+            '`load_from`/`--resume`).')
 
 
 def _is_ce_key(key: str) -> bool:

@@ -7,9 +7,13 @@ from mmdet.registry import MODELS
 from torch import nn
 
 from ce_mmdet.layers import FastDeconv
+
 from .plugin_resnet import PluginBasicBlock, PluginResNet
-from .pretrained_checks import (check_pretrained_source,
-                                pretrained_checkpoint, require_loaded)
+from .pretrained_checks import (
+    check_pretrained_source,
+    pretrained_checkpoint,
+    require_loaded,
+)
 
 WEIGHTS_FIX = (
     'A Network Deconvolution ResNet has no block BNs and needs its own '
@@ -38,6 +42,11 @@ class DeconvBasicBlock(PluginBasicBlock):
 
 class DeconvBottleneck(Bottleneck):
     """Bottleneck with FastDeconv convolutions and no BNs after them.
+
+    (It keeps MMDetection's forward, not ``ResidualSteps``': with
+    ``with_cp`` that one checkpoints reentrantly, and the recomputation
+    updates FastDeconv's running statistics otherwise, so switching would
+    change trained numbers.)
 
     With ``dcn`` the deformable conv2 cannot be whitened (its sampling
     positions are learned): it keeps its BN, conv1 and conv3 are FastDeconv.

@@ -1,27 +1,18 @@
-"""ResNet whose BasicBlocks accept plugins (MMDetection's refuse them)."""
-from typing import Callable, List, Optional
+"""ResNet whose BasicBlocks accept plugins (MMDetection's refuse them), and
+the base of this package's ResNets: block classes and per-stage block
+arguments chosen by subclasses."""
+from typing import Any, Dict, List, Optional
 
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.registry import MODELS
 from torch import Tensor, nn
-from torch.utils import checkpoint as cp
+
+from .residual_steps import ResidualSteps
 
 BASIC_BLOCK_POSITIONS = ('after_conv1', 'after_conv2')
 
 
-def residual_forward(block: nn.Module, inner_forward: Callable[[Tensor],
-                                                               Tensor],
-                     x: Tensor) -> Tensor:
-    """``block.relu(inner_forward(x))``, checkpointed when ``block.with_cp``
-    (the tail of MMDetection's block forwards)."""
-    if block.with_cp and x.requires_grad:
-        out = cp.checkpoint(inner_forward, x, use_reentrant=False)
-    else:
-        out = inner_forward(x)
-    return block.relu(out)
-
-
-class PluginBasicBlock(BasicBlock):
+class PluginBasicBlock(ResidualSteps, BasicBlock):
     """MMDetection's BasicBlock with Bottleneck-style plugins.
 
     Positions: ``'after_conv1'`` (after conv1 -> bn1 -> ReLU, like a
@@ -29,8 +20,11 @@ class PluginBasicBlock(BasicBlock):
     addition: the SE/GE slot of SE-ResNet-18/34, the counterpart of a
     Bottleneck's ``'after_conv3'``). Plugins get ``in_channels = planes``
     and are named as in a Bottleneck (``layerS.B.se``...). Without plugins
-    the block is MMDetection's BasicBlock.
+    the block is MMDetection's BasicBlock (its forward is the shared one
+    of :class:`~ce_mmdet.backbones.residual_steps.ResidualSteps`).
     """
+
+    num_convs = 2
 
     def __init__(self, *args, plugins: Optional[List[dict]] = None,
                  **kwargs) -> None:
@@ -60,19 +54,6 @@ class PluginBasicBlock(BasicBlock):
             x = getattr(self, name)(x)
         return x
 
-    def forward(self, x: Tensor) -> Tensor:
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.norm2(self.conv2(out))
-            out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity  # in place, as MMDetection's blocks
-            return out
-
-        return residual_forward(self, _inner_forward, x)
-
 
 @MODELS.register_module()
 class PluginResNet(ResNet):
@@ -86,15 +67,33 @@ class PluginResNet(ResNet):
         backbone=dict(type='PluginResNet', depth=18, plugins=[
             dict(cfg=dict(type='SE', ratio=16), position='after_conv2')])
 
-    Subclasses swap block classes through :attr:`block_classes`.
+    Subclasses swap block classes through :attr:`block_classes` and give
+    the blocks of stage i arguments of their own through
+    :meth:`stage_block_args`.
     """
 
     block_classes = {BasicBlock: PluginBasicBlock}
 
+    def stage_block_args(self, stage: int) -> Dict[str, Any]:
+        """Extra arguments of the blocks of stage ``stage`` (0-based)."""
+        return {}
+
     def make_res_layer(self, **kwargs) -> nn.Module:
+        # MMDetection's ResNet.__init__ calls make_res_layer once per stage,
+        # in order and without the index, and appends the stage's name to
+        # res_layers after each call: the index of the stage being built is
+        # the number of stages built. (Passing it otherwise would mean
+        # copying that __init__.) The planes check fails loudly should that
+        # loop change.
+        stage = len(self.res_layers)
+        if kwargs['planes'] != self.base_channels * 2**stage:
+            raise RuntimeError(
+                f'{type(self).__name__}: stage {stage} built with '
+                f'{kwargs["planes"]} planes, not base_channels * 2**{stage}: '
+                'ResNet.__init__ no longer builds the stages in order.')
         kwargs['block'] = self.block_classes.get(kwargs['block'],
                                                  kwargs['block'])
-        return super().make_res_layer(**kwargs)
+        return super().make_res_layer(**kwargs, **self.stage_block_args(stage))
 
     def train(self, mode: bool = True) -> 'PluginResNet':
         super().train(mode)  # (MMDetection's ResNet.train returns None)

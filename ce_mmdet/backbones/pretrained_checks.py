@@ -45,13 +45,25 @@ def check_pretrained_source(init_cfg, network: str, fix: str) -> None:
         FileNotFoundError: a local checkpoint that does not exist.
     """
     checkpoint = pretrained_checkpoint(init_cfg)
-    if not isinstance(checkpoint, str):
-        return
-    if checkpoint.startswith(MODEL_ZOO_PREFIXES):
+    if isinstance(checkpoint, str) and checkpoint.startswith(
+            MODEL_ZOO_PREFIXES):
         raise ValueError(
             f'{network}: init_cfg loads {checkpoint!r}, the weights of a '
             f'plain ResNet, which do not fit this network. {fix}')
-    if is_local_checkpoint(checkpoint) \
+    check_local_checkpoint_exists(init_cfg, network, fix)
+
+
+def check_local_checkpoint_exists(init_cfg, network: str, fix: str) -> None:
+    """Fail early, and clearly, on a ``Pretrained`` local file that is
+    missing (MMEngine would raise ``'<file> can not be found.'`` from deep
+    inside the initialisation, without saying how to make the file).
+
+    Raises:
+        FileNotFoundError: naming the file, its absolute path and ``fix``.
+    """
+    checkpoint = pretrained_checkpoint(init_cfg)
+    # The loader MMEngine would pick: local only for plain paths.
+    if isinstance(checkpoint, str) and is_local_checkpoint(checkpoint) \
             and not osp.isfile(osp.expanduser(checkpoint)):
         raise FileNotFoundError(
             f'{network}: pretrained checkpoint {checkpoint!r} not found '
@@ -68,11 +80,18 @@ def require_loaded(markers: Dict[str, Tensor], checkpoint: str,
     holds. They are filled with a sentinel (NaN, or -1 for integers) before
     the block; any still holding it afterwards was not in the checkpoint:
     their values are restored and a ``ValueError`` names them and ``fix``.
+    If the block raises, every marker gets its value back.
     """
     saved = {name: tensor.clone() for name, tensor in markers.items()}
     for tensor in markers.values():
         tensor.fill_(float('nan') if tensor.is_floating_point() else -1)
-    yield
+    try:
+        yield
+    except BaseException:
+        # The load failed: no sentinel may stay in the weights.
+        for name, tensor in markers.items():
+            tensor.copy_(saved[name])
+        raise
     missing = []
     for name, tensor in markers.items():
         sentinel = (torch.isnan(tensor) if tensor.is_floating_point() else
@@ -123,7 +142,8 @@ def load_pretrained_state_dict(
             if k.startswith(prefix)}, meta
 
 
-def _shown(keys: List[str]) -> str:
+def shown_keys(keys: List[str]) -> str:
+    """The first three of ``keys`` and their count, for error messages."""
     return ', '.join(keys[:3]) + (f', ... ({len(keys)} in all)'
                                   if len(keys) > 3 else '')
 
@@ -193,13 +213,13 @@ def check_ce_backbone_checkpoint(model: nn.Module, checkpoint: str,
                 'checkpoint of this one.')
         raise refuse(
             f'holds {len(unexpected)} tensors this network does not have: '
-            f'{_shown(unexpected)}', hint)
+            f'{shown_keys(unexpected)}', hint)
     mismatched = sorted(
         f'{k} {tuple(state[k].shape)} (this network: '
         f'{tuple(expected[k].shape)})' for k in state
         if k in expected and state[k].shape != expected[k].shape)
     if mismatched:
-        raise refuse(f'has tensors of other shapes: {_shown(mismatched)}',
+        raise refuse(f'has tensors of other shapes: {shown_keys(mismatched)}',
                      'It was trained for another architecture or CE '
                      'configuration: use a checkpoint of this one.')
     missing = [k for k in expected if k not in state
@@ -209,7 +229,7 @@ def check_ce_backbone_checkpoint(model: nn.Module, checkpoint: str,
     if missing_plain:
         raise refuse(
             f'lacks {len(missing_plain)} tensors of this network: '
-            f'{_shown(missing_plain)}',
+            f'{shown_keys(missing_plain)}',
             'It was trained for another depth or block type: use a '
             'checkpoint of this one.')
     missing_ce = [k for k in missing if is_ce_key(k)]
@@ -217,7 +237,7 @@ def check_ce_backbone_checkpoint(model: nn.Module, checkpoint: str,
     if missing_ce and len(missing_ce) < len(all_ce):
         raise refuse(
             f'lacks {len(missing_ce)} of the {len(all_ce)} CE tensors of this '
-            f'network: {_shown(missing_ce)}',
+            f'network: {shown_keys(missing_ce)}',
             'The CE checkpoint is incomplete: convert or save it again.')
     claimed = str(meta.get('architecture', ''))
     if missing_ce and claimed.startswith('CEResNet'):

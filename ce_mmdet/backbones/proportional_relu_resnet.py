@@ -19,16 +19,20 @@ between the block's convolutions stay:
 every module usually helps; ``kept_relus=(True, False)`` is that variant for
 a Bottleneck.)
 """
-from typing import Sequence, Tuple, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import torch
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
 
-from .plugin_resnet import PluginBasicBlock, PluginResNet, residual_forward
-from .pretrained_checks import (check_pretrained_source,
-                                pretrained_checkpoint, require_loaded)
+from .plugin_resnet import PluginBasicBlock, PluginResNet
+from .pretrained_checks import (
+    check_pretrained_source,
+    pretrained_checkpoint,
+    require_loaded,
+)
+from .residual_steps import StepsBottleneck
 
 PRESETS = {
     'proportional': {Bottleneck: (False, True), BasicBlock: (False,)},
@@ -38,17 +42,23 @@ INNER_RELUS = {Bottleneck: 2, BasicBlock: 1}
 
 
 class _KeptReLUs:
-    """Mixin: ``self.relu`` after inner norm i only if ``kept_relus[i]``.
+    """Mixin for a :class:`~ce_mmdet.backbones.residual_steps.
+    ResidualSteps` block: the ReLU after inner norm K only if
+    ``kept_relus[K - 1]``.
 
     MMDetection's blocks call one shared ``self.relu`` after bn1, bn2 and
-    the addition, so it cannot be replaced; the forwards below call it
-    conditionally instead.
+    the addition, so it cannot be replaced; the step between the
+    convolutions calls it conditionally instead.
     """
 
     kept_relus: Tuple[bool, ...]
 
-    def inner_relu(self, x: Tensor, index: int) -> Tensor:
-        return self.relu(x) if self.kept_relus[index] else x
+    def __init__(self, *args, kept_relus: Sequence[bool], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kept_relus = tuple(bool(k) for k in kept_relus)
+
+    def between_convs(self, index: int, x: Tensor) -> Tensor:
+        return self.relu(x) if self.kept_relus[index - 1] else x
 
 
 class ProportionalReLUBasicBlock(_KeptReLUs, PluginBasicBlock):
@@ -56,48 +66,15 @@ class ProportionalReLUBasicBlock(_KeptReLUs, PluginBasicBlock):
 
     def __init__(self, *args, kept_relus: Sequence[bool] = (False,),
                  **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.kept_relus = tuple(bool(k) for k in kept_relus)
-
-    def forward(self, x: Tensor) -> Tensor:
-
-        def _inner_forward(x):
-            out = self.inner_relu(self.norm1(self.conv1(x)), 0)
-            out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.norm2(self.conv2(out))
-            out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity
-            return out
-
-        return residual_forward(self, _inner_forward, x)
+        super().__init__(*args, kept_relus=kept_relus, **kwargs)
 
 
-class ProportionalReLUBottleneck(_KeptReLUs, Bottleneck):
+class ProportionalReLUBottleneck(_KeptReLUs, StepsBottleneck):
     """MMDetection's Bottleneck keeping the ReLUs after bn1/bn2 or not."""
 
     def __init__(self, *args, kept_relus: Sequence[bool] = (False, True),
                  **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.kept_relus = tuple(bool(k) for k in kept_relus)
-
-    def forward(self, x: Tensor) -> Tensor:
-
-        def _inner_forward(x):
-            out = self.inner_relu(self.norm1(self.conv1(x)), 0)
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.inner_relu(self.norm2(self.conv2(out)), 1)
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = self.norm3(self.conv3(out))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv3_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity
-            return out
-
-        return residual_forward(self, _inner_forward, x)
+        super().__init__(*args, kept_relus=kept_relus, **kwargs)
 
 
 def weights_fix(kept_relus: Tuple[bool, ...]) -> str:
@@ -118,8 +95,9 @@ class ProportionalReLUResNet(PluginResNet):
     See the module docstring for the presets. Every option of MMDetection's
     ResNet works (``plugins`` for every depth, as in :class:`PluginResNet`).
     The chosen pattern is saved with the weights (buffer
-    ``kept_relus_record``, 1 = kept): a ``Pretrained`` checkpoint without it (a plain ResNet) or with
-    another pattern is refused in ``init_weights``.
+    ``kept_relus_record``, 1 = kept): a ``Pretrained`` checkpoint without
+    it (a plain ResNet) or with another pattern is refused in
+    ``init_weights``.
 
     Args:
         depth: 18, 34, 50, 101 or 152.
@@ -156,9 +134,8 @@ class ProportionalReLUResNet(PluginResNet):
         self.register_buffer('kept_relus_record',
                              torch.tensor(kept_relus, dtype=torch.long))
 
-    def make_res_layer(self, **kwargs) -> nn.Module:
-        kwargs['kept_relus'] = self.kept_relus
-        return super().make_res_layer(**kwargs)
+    def stage_block_args(self, stage: int) -> Dict[str, Any]:
+        return {'kept_relus': self.kept_relus}
 
     def init_weights(self) -> None:
         """Initialise as MMDetection's ResNet; refuse a ``Pretrained``

@@ -1,7 +1,12 @@
 """Checkpoint converters (library side of tools/model_converters/)."""
-from .cenet import (CENetCheckpointError, convert_cenet_checkpoint,
-                    convert_cenet_state_dict, infer_depth,
-                    load_cenet_state_dict, save_atomically)
+from .cenet import (
+    CENetCheckpointError,
+    convert_cenet_checkpoint,
+    convert_cenet_state_dict,
+    infer_depth,
+    load_cenet_state_dict,
+    save_atomically,
+)
 
 __all__ = [
     'CENetCheckpointError', 'convert_cenet_checkpoint',

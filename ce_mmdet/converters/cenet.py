@@ -18,11 +18,12 @@ The stem CE ``ce1`` becomes ``stem_ce``; the classifier ``fc`` is dropped.
 """
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Optional
 
 import torch
+
+from ce_mmdet.utils.atomic_files import write_atomically
 
 _CE_PARAMETERS = {
     'x_weight': 'gate_logit',
@@ -154,7 +155,7 @@ def check_complete(converted: dict, depth: int) -> None:
     """
     # Imported here: the converter needs the architecture only to check.
     from ce_mmdet.backbones import CEResNet
-    from ce_mmdet.backbones.pretrained_checks import _shown
+    from ce_mmdet.backbones.pretrained_checks import shown_keys
 
     with torch.device('meta'):  # shapes only: no memory, no initialisation
         expected = CEResNet(depth=depth, init_cfg=None).state_dict()
@@ -163,7 +164,7 @@ def check_complete(converted: dict, depth: int) -> None:
     if missing:
         raise CENetCheckpointError(
             f'incomplete CE-ResNet-{depth} checkpoint: {len(missing)} '
-            f'tensors missing: {_shown(missing)}. Download the release '
+            f'tensors missing: {shown_keys(missing)}. Download the release '
             'again; nothing was written.')
     mismatched = [
         f'{k} {tuple(v.shape)} (CE-ResNet-{depth}: '
@@ -171,32 +172,20 @@ def check_complete(converted: dict, depth: int) -> None:
         if k in expected and v.shape != expected[k].shape]
     if mismatched:
         raise CENetCheckpointError(
-            f'tensors of the wrong shape: {_shown(mismatched)}. The '
+            f'tensors of the wrong shape: {shown_keys(mismatched)}. The '
             'checkpoint was not saved by the CENet release code with its '
             'default CE settings; nothing was written.')
     extra = [k for k in converted if k not in expected]
     if extra:
         raise CENetCheckpointError(
-            f'tensors CE-ResNet-{depth} does not have: {_shown(extra)}; '
+            f'tensors CE-ResNet-{depth} does not have: {shown_keys(extra)}; '
             'nothing was written.')
 
 
 def save_atomically(obj: object, path: str) -> None:
-    """``torch.save`` through a temporary file in the same folder, so that
-    ``path`` is either the complete new file or untouched."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as tmp_file:
-            torch.save(obj, tmp_file)
-            tmp_file.flush()
-            os.fsync(tmp_file.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
+    """``torch.save`` so that ``path`` is either the complete new file,
+    flushed to disk, or untouched."""
+    write_atomically(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
 def convert_cenet_checkpoint(src: str, dst: str,

@@ -45,8 +45,15 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
-from .synthetic_shapes import (PNG_OPTIONS, SHAPE_NAMES, SHAPES_CLASSES,
-                               SPLITS, PathLike, _background, _random_object)
+from .synthetic_shapes import (
+    PNG_OPTIONS,
+    SHAPE_NAMES,
+    SHAPES_CLASSES,
+    SPLITS,
+    PathLike,
+    _background,
+    _random_object,
+)
 
 __all__ = [
     'CIFAR_SCALE_SET', 'EMBEDDED_CLASSIFICATION_SET', 'SHAPE_NAMES',

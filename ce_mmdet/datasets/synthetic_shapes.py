@@ -1,4 +1,5 @@
-"""A synthetic COCO-format instance segmentation set: the embedded default data.
+"""A synthetic COCO-format instance segmentation set: the embedded default
+data.
 
 :func:`generate_shapes_dataset` draws images of circles, squares, triangles and
 stars with random size, rotation, colour and texture on textured backgrounds,
@@ -31,10 +32,9 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 import cv2
 import numpy as np
@@ -42,6 +42,8 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+
+from ce_mmdet.utils.atomic_files import write_atomically
 
 __all__ = [
     'EMBEDDED_DEFAULT_SET', 'SHAPES_CLASSES', 'SHAPES_METAINFO',
@@ -54,7 +56,8 @@ SHAPES_CLASSES = ('circle', 'square', 'triangle', 'star')
 SHAPES_METAINFO = dict(
     classes=SHAPES_CLASSES,
     palette=[(220, 20, 60), (0, 128, 255), (0, 200, 80), (255, 190, 0)])
-"""``metainfo`` for ``CocoDataset``: the classes plus a fixed drawing palette."""
+"""``metainfo`` for ``CocoDataset``: the classes plus a fixed drawing
+palette."""
 
 EMBEDDED_DEFAULT_SET = dict(num_train=1000, num_val=100, image_size=(160, 160),
                             objects_per_image=(2, 6), seed=0)
@@ -63,7 +66,8 @@ command train on (the configs in ``configs/shapes/`` are sized for it), and
 the defaults of ``tools/generate_shapes_dataset.py``."""
 
 SPLITS = ('train', 'val')
-MIN_IMAGE_SIDE = 32  # MMDetection's default ``filter_cfg`` drops smaller images
+# MMDetection's default ``filter_cfg`` drops smaller images.
+MIN_IMAGE_SIDE = 32
 # Circumradius of an object as a fraction of the shorter image side.
 OBJECT_RADIUS_RANGE = (0.08, 0.24)
 MIN_OBJECT_RADIUS_PX = 4.0
@@ -378,32 +382,8 @@ def _annotation(mask: np.ndarray, category_id: int, image_id: int,
 
 
 # --------------------------------------------------------------------------
-# Files: atomic writes and self-validation.
+# Files: self-validation (written with ce_mmdet.utils.atomic_files).
 # --------------------------------------------------------------------------
-
-
-def _write_atomically(path: Path, write: Callable[[io.IOBase], None],
-                      binary: bool, validate: Callable[[Path], None] | None
-                      = None) -> None:
-    """Write ``path`` via a temporary file in its folder and ``os.replace``.
-
-    ``validate`` (if given) checks the complete temporary file before it takes
-    the final name. On any failure, even KeyboardInterrupt, the temporary file
-    is removed and ``path`` is left as it was.
-    """
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    tmp_path = Path(tmp_name)
-    try:
-        with os.fdopen(fd, 'wb' if binary else 'w',
-                       **({} if binary else {'encoding': 'utf-8'})) as f:
-            write(f)
-        if validate is not None:
-            validate(tmp_path)
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -528,9 +508,8 @@ def _generate_split(split: str, num_images: int, image_dir: Path,
         ok, png = cv2.imencode('.png', image[..., ::-1], PNG_OPTIONS)
         if not ok:  # pragma: no cover - encoding a uint8 array cannot fail
             raise RuntimeError(f'could not encode {file_name} as PNG')
-        _write_atomically(
-            image_dir / file_name, lambda f: f.write(png.tobytes()),
-            binary=True)
+        write_atomically(image_dir / file_name,
+                         lambda tmp: Path(tmp).write_bytes(png.tobytes()))
         images.append({
             'id': image_id,
             'file_name': file_name,
@@ -571,11 +550,13 @@ def _generate_split(split: str, num_images: int, image_dir: Path,
             'Use an empty --out-dir to avoid them.',
             logger='current',
             level=logging.WARNING)
-    _write_atomically(
-        ann_file,
-        lambda f: json.dump(coco_dict, f, separators=(',', ':')),
-        binary=False,
-        validate=lambda tmp: _validate_coco_file(tmp, image_dir))
+    def write_json(tmp: str) -> None:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            json.dump(coco_dict, f, separators=(',', ':'))
+
+    write_atomically(
+        ann_file, write_json,
+        validate=lambda tmp: _validate_coco_file(Path(tmp), image_dir))
     return len(annotations)
 
 

@@ -1,4 +1,5 @@
-"""Export a detector's backbone (and neck) to ONNX and check it with onnxruntime.
+"""Export a detector's backbone (and neck) to ONNX and check it with
+onnxruntime.
 
 CE runs as plain ops while a graph is captured (see
 :mod:`ce_mmdet.layers.grouped_map`), so a CE backbone exports like any other.
@@ -21,8 +22,6 @@ check leaves no ``.onnx`` behind.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -30,6 +29,8 @@ from typing import Optional, Sequence
 import torch
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
+
+from ce_mmdet.utils.atomic_files import write_atomically
 
 EXPORT_PARTS = ('backbone_neck', 'backbone')
 """What :func:`detector_part` can take out of a detector."""
@@ -59,7 +60,8 @@ class BackboneNeck(nn.Module):
         return tuple(features)
 
 
-def detector_part(detector: nn.Module, part: str = 'backbone_neck') -> nn.Module:
+def detector_part(detector: nn.Module,
+                  part: str = 'backbone_neck') -> nn.Module:
     """The module for ``part`` (one of :data:`EXPORT_PARTS`) of ``detector``.
 
     Shares the detector's submodules (no copy) and their training mode.
@@ -68,7 +70,8 @@ def detector_part(detector: nn.Module, part: str = 'backbone_neck') -> nn.Module
         raise ValueError(f'part must be one of {EXPORT_PARTS}, got {part!r}')
     backbone = getattr(detector, 'backbone', None)
     if backbone is None:
-        raise ValueError(f'{type(detector).__name__} has no backbone to export')
+        raise ValueError(
+            f'{type(detector).__name__} has no backbone to export')
     neck = getattr(detector, 'neck', None) if part == 'backbone_neck' else None
     if part == 'backbone_neck' and neck is None:
         raise ValueError(
@@ -146,7 +149,8 @@ class OnnxCheck:
         """One line per output, then the worst case."""
         lines = [
             f'{name}: max abs diff {a:.3g}, max rel diff {r:.3g}'
-            for name, a, r in zip(self.output_names, self.max_abs, self.max_rel)
+            for name, a, r in zip(self.output_names, self.max_abs,
+                                  self.max_rel)
         ]
         lines.append(f'worst: max abs diff {self.worst_abs:.3g}, '
                      f'max rel diff {self.worst_rel:.3g}')
@@ -158,7 +162,8 @@ def _onnxruntime():
         import onnxruntime
     except ImportError as error:
         raise ImportError(
-            'checking an ONNX model needs onnxruntime: pip install onnxruntime '
+            'checking an ONNX model needs onnxruntime: '
+            'pip install onnxruntime '
             '(pinned in tools/constraints.txt; also in the "tests" extra, '
             'pip install -e ".[tests]")') from error
     return onnxruntime
@@ -212,12 +217,6 @@ def check_onnx(path: str | Path, module: nn.Module, inputs: Tensor,
     return check
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def export_and_check_onnx(module: nn.Module, input_shape: Sequence[int],
                           path: str | Path, opset: Optional[int] = None,
                           tolerance: float = DEFAULT_TOLERANCE,
@@ -247,18 +246,16 @@ def export_and_check_onnx(module: nn.Module, input_shape: Sequence[int],
     example, check_input = (
         torch.randn(*input_shape, generator=generator).to(device)
         for _ in range(2))
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(descriptor)
-    try:
-        export_onnx(module, example, temporary, opset)
-        check = check_onnx(temporary, module, check_input, tolerance,
-                           name=f'{path} (not written)')
-        os.chmod(temporary, 0o666 & ~_umask())  # (mkstemp makes it 0600)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    checks: list[OnnxCheck] = []
+
+    def compare_with_pytorch(temporary: str) -> None:
+        checks.append(check_onnx(temporary, module, check_input, tolerance,
+                                 name=f'{path} (not written)'))
+
+    write_atomically(
+        path, lambda temporary: export_onnx(module, example, temporary, opset),
+        validate=compare_with_pytorch)
+    check = checks[0]
     logger.info(f'wrote {path} (input {tuple(input_shape)}); onnxruntime vs '
                 f'PyTorch: max abs diff {check.worst_abs:.3g}, max rel diff '
                 f'{check.worst_rel:.3g}')

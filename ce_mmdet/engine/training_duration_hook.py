@@ -53,7 +53,8 @@ class TrainingDurationHook(Hook):
             return
         if self._measure_start is None:  # skip_iters == 0
             self._measure_start = self._train_start
-        per_iter = (time.perf_counter() - self._measure_start) / self.measure_iters
+        per_iter = ((time.perf_counter() - self._measure_start)
+                    / self.measure_iters)
         remaining = (runner.max_iters - runner.iter - 1) * per_iter
         total = time.perf_counter() - self._train_start + remaining
         end = time.strftime('%H:%M', time.localtime(time.time() + remaining))

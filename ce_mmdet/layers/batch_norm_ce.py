@@ -1,10 +1,11 @@
-"""BN followed by CE as one norm layer, for any module that takes ``norm_cfg``."""
+"""BN followed by CE as one norm layer, for any module that takes
+``norm_cfg``."""
 from typing import Optional
 
-from mmdet.registry import MODELS
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 
+from .batch_norm_folding import BatchNormFold
 
 
 class BatchNormCE(nn.BatchNorm2d):
@@ -57,9 +58,8 @@ class BatchNormCE(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training and self.running_var is not None:
-            return self.ce.forward_folded(x, self)
+            return self.ce.forward_folded(x, BatchNormFold(self))
         return self.ce(super().forward(x))
 
 
 MODELS.register_module('BNCE', module=BatchNormCE)
-MMENGINE_MODELS.register_module('BNCE', module=BatchNormCE)

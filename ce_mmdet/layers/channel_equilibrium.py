@@ -12,23 +12,23 @@ one per-image block-diagonal 1x1 map ``out[n] = M[n] @ X[n]`` with
 :mod:`ce_mmdet.layers.grouped_map` for how the statistics and the map share
 passes over the tensor.
 """
+import functools
 import math
 import warnings
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmdet.registry import MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.func import functional_call
 
-from .grouped_map import (graph_capture_in_progress,
-                          statistics_conditioned_map)
+from .batch_norm_folding import BatchNormFold, is_foldable_batch_norm
+from .grouped_map import graph_capture_in_progress, statistics_conditioned_map
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-# Exact types: a subclass (e.g. BN+CE) may do more than an affine map.
-_FOLDABLE_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+_REWEIGHTING = 'reweighting.'  # prefix of the IR MLP's parameters
+_NORM = 'norm.'  # prefix of a folded BN's affine parameters
 
 
 def resolve_group_size(num_channels: int, group_size: int) -> int:
@@ -99,7 +99,8 @@ class ChannelEquilibrium(nn.Module):
     Instance reweighting, per image ``n`` and channel ``c``:
 
     * ``v[n, c]`` = unbiased variance of ``X[n, c]`` over H*W,
-    * ``a = sigmoid(FC2(ReLU(LayerNorm(FC1(v)))))`` (:class:`InstanceReweighting`),
+    * ``a = sigmoid(FC2(ReLU(LayerNorm(FC1(v)))))``
+      (:class:`InstanceReweighting`),
     * ``s = sqrt(mean_{n,c} v)``, ``IR(X)[n, c] = X[n, c] * a[n, c] / s``.
 
     Training uses the batch's ``W``, ``mu`` and ``s`` and updates
@@ -122,7 +123,8 @@ class ChannelEquilibrium(nn.Module):
       input's dtype, so covariance and Newton steps are float32.
 
     Args:
-        in_channels: C. (``build_norm_layer`` and ``build_plugin_layer`` pass it.)
+        in_channels: C. (``build_norm_layer`` and ``build_plugin_layer``
+            pass it.)
         group_size: channels per decorrelation group (16 in residual blocks,
             64 for the stem in the release).
         num_iterations: Newton steps T.
@@ -142,7 +144,8 @@ class ChannelEquilibrium(nn.Module):
                  reduction: int = 4) -> None:
         super().__init__()
         if num_iterations < 1:
-            raise ValueError(f'num_iterations must be >= 1, got {num_iterations}')
+            raise ValueError(
+                f'num_iterations must be >= 1, got {num_iterations}')
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f'momentum must be in [0, 1], got {momentum}')
         if eps <= 0:
@@ -171,85 +174,79 @@ class ChannelEquilibrium(nn.Module):
                     momentum=self.momentum, reduction=self.reduction)
 
     def extra_repr(self) -> str:
-        return (f'in_channels={self.in_channels}, group_size={self.group_size}, '
+        return (f'in_channels={self.in_channels}, '
+                f'group_size={self.group_size}, '
                 f'num_iterations={self.num_iterations}, eps={self.eps}, '
                 f'momentum={self.momentum}')
 
     # ------------------------------------------------------------------ API
     def forward(self, x: Tensor,
-                preceding_norm: Optional[nn.Module] = None,
-                input_is_shifted: bool = False) -> Tensor:
-        """CE(x), or CE(preceding_norm(x)) with the norm folded in when frozen.
+                preceding_norm: Union[nn.Module, BatchNormFold, None] = None
+                ) -> Tensor:
+        """CE(x), or CE(preceding_norm(x)) with a BN folded in if it can be.
 
         Args:
             x: (N, C, H, W).
-            preceding_norm: a norm layer applied before CE. A plain
-                ``BatchNorm2d`` is folded into CE's map (see
-                :func:`is_foldable_batch_norm`); any other norm is applied
-                first, as usual.
-            input_is_shifted: ``x`` is the foldable ``preceding_norm``'s
-                input minus its running mean (see :meth:`forward_folded`).
+            preceding_norm: a norm layer applied before CE: folded into
+                CE's map when :meth:`fold_for` says so, else applied first,
+                as usual. Or a :class:`BatchNormFold` the caller has decided
+                on (e.g. with ``input_is_shifted``, see
+                :func:`ce_mmdet.backbones.ce_resnet.conv_norm_ce`).
         """
-        if preceding_norm is not None and not self.can_fold(preceding_norm):
-            if input_is_shifted:
-                raise ValueError(
-                    f'{self.layer_name}: input_is_shifted=True needs a '
-                    'foldable BatchNorm2d as preceding_norm (its running mean '
-                    f'is the shift), got {type(preceding_norm).__name__}')
-            x = preceding_norm(x)
-            preceding_norm = None
-        return self.forward_folded(x, preceding_norm, input_is_shifted)
+        fold = preceding_norm
+        if preceding_norm is not None and not isinstance(
+                preceding_norm, BatchNormFold):
+            fold = self.fold_for(preceding_norm)
+            if fold is None:
+                x = preceding_norm(x)
+        return self.forward_folded(x, fold)
 
-    def can_fold(self, norm: nn.Module) -> bool:
-        """Whether this layer folds ``norm`` into its map: a foldable BN
-        (:func:`is_foldable_batch_norm`), except a BN in training mode when
-        the batch statistics are synchronised across processes (each
-        process's BN normalises with its own batch statistics then)."""
-        if is_frozen_batch_norm(norm):
-            return True
-        return (is_foldable_batch_norm(norm)
-                and not self._synchronizes_statistics())
+    def fold_for(self, norm: nn.Module) -> Optional[BatchNormFold]:
+        """How this layer folds ``norm`` into its map, or None if it does
+        not: a foldable BN (:func:`is_foldable_batch_norm`), except a BN in
+        training mode when the batch statistics are synchronised across
+        processes (each process's BN normalises with its own batch
+        statistics then)."""
+        if not is_foldable_batch_norm(norm) or (
+                norm.training and self._synchronizes_statistics()):
+            return None
+        return BatchNormFold(norm)
 
     def forward_folded(self, x: Tensor,
-                       frozen_norm: Optional[_BatchNorm] = None,
-                       input_is_shifted: bool = False) -> Tensor:
-        """``CE(frozen_norm(x))`` with the BN folded into CE's map.
+                       fold: Optional[BatchNormFold] = None) -> Tensor:
+        """``CE(BN(x))`` with the BN of ``fold`` folded into CE's map, or
+        ``CE(x)`` when ``fold`` is None.
 
-        ``frozen_norm`` must be foldable (:func:`is_foldable_batch_norm`):
-        a BN in eval mode, a fixed affine map, or a ``BatchNorm2d`` in
-        training mode, whose batch statistics come from CE's own sums (its
-        running statistics are updated as the BN would, and its backward is
-        part of CE's); :meth:`forward` checks that, this does not.
-
-        Precision: the statistics are sums over the tensor, and second
-        moments from uncentred sums cancel in float32 when a channel's mean
-        is large against its spread, as a convolution's raw output often is.
-        So the input is first shifted by the BN's running mean (the estimate
-        of its per-channel mean the BN already holds): ``y = x - running_mean``
-        and ``BN(x) = scale * y + bias``. That costs one pass, unless the
-        caller already produced ``y`` for free, e.g. as the convolution's
-        bias (``input_is_shifted=True``, see
-        :func:`ce_mmdet.backbones.ce_resnet.conv_norm_ce`).
+        The BN is one per-channel affine map of ``y = x - running_mean``
+        (:mod:`ce_mmdet.layers.batch_norm_folding`), frozen or from the
+        batch's statistics, which come from CE's own sums (the BN's running
+        statistics are updated as the BN would, and its backward is part of
+        CE's). CE's statistics are taken of ``y``: float32 sums of ``x``
+        would lose the spread of a channel whose mean is large against it.
 
         Args:
-            x: (N, C, H, W), the input of ``frozen_norm`` (minus its
-                running mean if ``input_is_shifted``).
-            frozen_norm: the frozen BN to fold in, or None (plain CE).
-            input_is_shifted: ``x`` is already ``BN input - running_mean``.
+            x: (N, C, H, W), the input of the BN (or ``y`` if
+                ``fold.input_is_shifted``).
+            fold: the BN to fold in, or None (plain CE).
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'{self.layer_name} expects (N, {self.in_channels}, H, W) '
                 f'input, got shape {tuple(x.shape)}')
+        if (fold is not None and fold.uses_batch_statistics
+                and self._synchronizes_statistics()):
+            raise ValueError(
+                f'{self.layer_name} synchronises its statistics across '
+                'processes, so it cannot fold a BatchNorm2d in training mode '
+                '(that BN normalises with its own process\'s batch); pass '
+                'the norm module as preceding_norm instead')
         # Statistics and Newton steps need float32 even under autocast.
         compute_dtype = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
         if torch.is_autocast_enabled(x.device.type):
             with torch.autocast(device_type=x.device.type, enabled=False):
-                out = self._forward(x.to(compute_dtype), frozen_norm,
-                                    input_is_shifted)
+                out = self._forward(x.to(compute_dtype), fold)
         else:
-            out = self._forward(x.to(compute_dtype), frozen_norm,
-                                input_is_shifted)
+            out = self._forward(x.to(compute_dtype), fold)
         return out.to(x.dtype)
 
     # ------------------------------------------------------------ internals
@@ -261,103 +258,131 @@ class ChannelEquilibrium(nn.Module):
         """Hook for SyncCE: each of ``sums`` summed over the process group."""
         return sums
 
-    def _forward(self, x: Tensor, norm: Optional[_BatchNorm],
-                 input_is_shifted: bool) -> Tensor:
+    def _forward(self, x: Tensor, fold: Optional[BatchNormFold]) -> Tensor:
         n, c, h, w = x.shape
-        if norm is not None and not input_is_shifted:
-            x = x - norm.running_mean.to(x.dtype).view(1, c, 1, 1)
-        x = x.contiguous()
-        norm_training = norm is not None and norm.training
-        if norm_training and n * h * w == 1:
-            raise ValueError('Expected more than 1 value per channel when '
-                             f'training, got input size {tuple(x.shape)}')
-        params = [self.gate_logit, *self.reweighting.parameters()]
-        if norm is not None:
-            params += [
-                x.new_ones(c) if norm.weight is None else norm.weight,
-                x.new_zeros(c) if norm.bias is None else norm.bias
-            ]
-        batch_stats = self.training
-        num_positions = h * w
-
-        def statistics_to_map(gram, s1, gate_logit, w1, ln_w, ln_b, w2,
-                              *norm_affine):
-            # Moments of the (shifted) input; the frozen BN's affine map
-            # ``scale * y + bias`` is applied to central moments, which
-            # keeps them precise (no large uncentred terms to cancel).
-            per_image_var = _per_image_variance(gram, s1, num_positions)
-            norm_extras = ()
-            if norm_training:
-                scale, bias, norm_extras = _training_norm_affine(
-                    norm, *norm_affine, gram, s1, n * num_positions)
-            elif norm_affine:
-                scale, bias = _frozen_norm_affine(norm, *norm_affine)
-                scale = scale.view(self.num_groups, self.group_size)
-                bias = bias.view(self.num_groups, self.group_size)
-            if norm_affine:
-                per_image_var = per_image_var * scale.square()
-            per_image_var = per_image_var.reshape(n, c)
-            if batch_stats:
-                whitening, mean, scale_s = self._batch_whitening_and_scale(
-                    gram, s1, per_image_var, num_positions,
-                    *((scale, bias) if norm_affine else ()))
-                extras = (whitening.detach(), mean.detach(),
-                          scale_s.detach())
-            else:
-                whitening = self.running_whitening.to(gram.dtype)
-                scale_s = self.running_scale.to(gram.dtype)
-                extras = ()
-            scale_s = scale_s.clamp_min(math.sqrt(self.eps))
-            hidden = F.relu(F.layer_norm(
-                F.linear(per_image_var, w1), (w1.shape[0], ), ln_w, ln_b,
-                self.reweighting.norm.eps))
-            attention = torch.sigmoid(F.linear(hidden, w2))
-            lam = torch.sigmoid(gate_logit)
-            diagonal = ((1 - lam) * attention / scale_s).view(
-                n, self.num_groups, self.group_size)
-            map_matrix = lam * whitening + torch.diag_embed(diagonal)
-            offset = None
-            if norm_affine:
-                # M (scale * y + bias) = (M scale) y + M bias
-                offset = (map_matrix @ bias.unsqueeze(-1)).squeeze(-1)
-                map_matrix = map_matrix * scale.unsqueeze(-2)
-            return map_matrix, offset, extras + norm_extras
-
+        params = {'gate_logit': self.gate_logit}
+        params.update((_REWEIGHTING + name, value) for name, value in
+                      self.reweighting.named_parameters())
+        if fold is not None:
+            if fold.uses_batch_statistics and n * h * w == 1:
+                raise ValueError(
+                    'Expected more than 1 value per channel when training, '
+                    f'got input size {tuple(x.shape)}')
+            x = fold.shifted_input(x)
+            params.update((_NORM + name, value) for name, value in
+                          fold.affine_parameters(x).items())
+        statistics_to_map = functools.partial(
+            self._statistics_to_map, num_positions=h * w, fold=fold)
         # Eval needs only the per-channel variances, not the covariance.
-        out, extras = statistics_conditioned_map(x, self.group_size,
-                                                 statistics_to_map, params,
-                                                 full_gram=batch_stats)
-        if norm_training:
-            *extras, shifted_mean, variance = extras
-            _update_batch_norm_statistics(norm, shifted_mean, variance,
-                                          n * num_positions)
-        if batch_stats and self.momentum > 0:
-            self._update_running_statistics(*extras)
+        out, extras = statistics_conditioned_map(
+            x.contiguous(), self.group_size, statistics_to_map, params,
+            full_gram=self.training)
+        if fold is not None and fold.uses_batch_statistics:
+            fold.update_running_statistics(
+                mean=extras['norm_mean'], variance=extras['norm_variance'],
+                count=n * h * w)
+        if self.training and self.momentum > 0:
+            self._update_running_statistics(
+                whitening=extras['whitening'], mean=extras['mean'],
+                scale=extras['scale'])
         return out
 
-    def _batch_whitening_and_scale(self, gram: Tensor, s1: Tensor,
-                                   per_image_var: Tensor, num_positions: int,
-                                   affine_scale: Optional[Tensor] = None,
-                                   affine_bias: Optional[Tensor] = None):
+    def _statistics_to_map(self, gram: Tensor, s1: Tensor,
+                           params: dict[str, Tensor], *, num_positions: int,
+                           fold: Optional[BatchNormFold]
+                           ) -> tuple[Tensor, Optional[Tensor],
+                                      dict[str, Tensor]]:
+        """CE's map ``M`` (N, G, g, g) from the statistics of its input.
+
+        ``gram`` (N, G, g, g) and ``s1`` (N, G, g) are per-image sums of
+        ``y`` (the input, or the folded BN's shifted input); ``params`` the
+        tensors :meth:`_forward` names. With a BN folded in, CE's input is
+        ``scale * y + shift`` and the map is ``(M scale) y + M shift``; the
+        BN is applied to central moments, which keeps them precise (no
+        large uncentred terms to cancel).
+        """
+        n = gram.shape[0]
+        shape = (self.num_groups, self.group_size)
+        per_image_var = _per_image_variance(gram, s1, num_positions)
+        extras = {}
+        affine = None
+        if fold is not None:
+            batch_sums = None
+            if fold.uses_batch_statistics:
+                batch_sums = (s1.sum(0),
+                              gram.diagonal(dim1=-2, dim2=-1).sum(0))
+            scale, shift, norm_statistics = fold.affine_map(
+                weight=params[_NORM + 'weight'], bias=params[_NORM + 'bias'],
+                shape=shape, batch_sums=batch_sums,
+                count=n * num_positions)
+            extras.update(('norm_' + name, value)
+                          for name, value in norm_statistics.items())
+            per_image_var = per_image_var * scale.square()
+            affine = (scale, shift)
+        per_image_var = per_image_var.reshape(n, self.in_channels)
+        if self.training:
+            whitening, mean, scale_s = self._batch_whitening_and_scale(
+                gram, s1, per_image_var, num_positions, affine)
+            extras.update(whitening=whitening, mean=mean, scale=scale_s)
+        else:
+            whitening = self.running_whitening.to(gram.dtype)
+            scale_s = self.running_scale.to(gram.dtype)
+        scale_s = scale_s.clamp_min(math.sqrt(self.eps))
+        attention = self._instance_reweighting(per_image_var, params)
+        lam = torch.sigmoid(params['gate_logit'])
+        diagonal = ((1 - lam) * attention / scale_s).view(n, *shape)
+        map_matrix = lam * whitening + torch.diag_embed(diagonal)
+        if affine is None:
+            return map_matrix, None, extras
+        scale, shift = affine
+        # M (scale * y + shift) = (M scale) y + M shift
+        offset = (map_matrix @ shift.unsqueeze(-1)).squeeze(-1)
+        return map_matrix * scale.unsqueeze(-2), offset, extras
+
+    def _instance_reweighting(self, variance: Tensor,
+                              params: dict[str, Tensor]) -> Tensor:
+        """IR's weights ``a`` (N, C): the ``reweighting`` module run with
+        the tensors ``params`` holds under its parameters' names."""
+        weights = {name[len(_REWEIGHTING):]: value
+                   for name, value in params.items()
+                   if name.startswith(_REWEIGHTING)}
+        own = dict(self.reweighting.named_parameters())
+        if weights.keys() == own.keys() and all(
+                weights[name] is value for name, value in own.items()):
+            # Its own tensors (no gradient through the fused map, or graph
+            # capture, where torch.jit.trace refuses functional_call).
+            return self.reweighting(variance)
+        # (Its parameters are never tied: skipping that check saves ~30%
+        # of functional_call's cost, ~0.1 ms per training call on a CPU.)
+        return functional_call(self.reweighting, weights, (variance, ),
+                               tie_weights=False)
+
+    def _batch_whitening_and_scale(
+            self, gram: Tensor, s1: Tensor, per_image_var: Tensor,
+            num_positions: int,
+            affine: Optional[tuple[Tensor, Tensor]] = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Batch W (G,g,g), mu (G,g) and s (1,) from per-image statistics.
 
         ``gram``/``s1`` are sums of ``y``; CE's input is ``y``, or
-        ``affine_scale * y + affine_bias`` (per group, (G, g)) when a frozen
-        BN is folded in. ``per_image_var`` (N, C) is of CE's input already.
+        ``scale * y + shift`` (``affine``, each (G, g)) when a BN is folded
+        in. ``per_image_var`` (N, C) is of CE's input already.
         """
         n = gram.shape[0]
         g = self.group_size
-        sum_sq, sum_x, sum_var, count, count_var = self._reduce_batch_statistics([
-            gram.sum(0), s1.sum(0), per_image_var.sum(),
-            gram.new_tensor(float(n * num_positions)),
-            gram.new_tensor(float(per_image_var.numel()))
-        ])
+        sum_sq, sum_x, sum_var, count, count_var = (
+            self._reduce_batch_statistics([
+                gram.sum(0), s1.sum(0), per_image_var.sum(),
+                gram.new_tensor(float(n * num_positions)),
+                gram.new_tensor(float(per_image_var.numel()))
+            ]))
         mean = sum_x / count
         covariance = sum_sq / count - mean.unsqueeze(-1) * mean.unsqueeze(-2)
-        if affine_scale is not None:
-            covariance = (covariance * affine_scale.unsqueeze(-1)
-                          * affine_scale.unsqueeze(-2))
-            mean = affine_scale * mean + affine_bias
+        if affine is not None:
+            scale, shift = affine
+            covariance = (covariance * scale.unsqueeze(-1)
+                          * scale.unsqueeze(-2))
+            mean = scale * mean + shift
         eye = torch.eye(g, dtype=gram.dtype, device=gram.device)
         whitening = newton_whitening(covariance + self.eps * eye,
                                      self.num_iterations)
@@ -392,24 +417,8 @@ class ChannelEquilibrium(nn.Module):
             running.lerp_(value.to(running), self.momentum)
 
 
-def is_foldable_batch_norm(norm: nn.Module) -> bool:
-    """Whether CE can fold ``norm`` into its own map: a frozen BN
-    (:func:`is_frozen_batch_norm`), or a plain ``BatchNorm2d`` in training
-    mode that tracks running statistics (its batch statistics are CE's
-    sums; a ``SyncBatchNorm``'s would need a sync of their own)."""
-    return is_frozen_batch_norm(norm) or (
-        type(norm) is nn.BatchNorm2d and norm.training
-        and norm.track_running_stats and norm.running_mean is not None)
-
-
-def is_frozen_batch_norm(norm: nn.Module) -> bool:
-    """Whether ``norm`` is a plain BN applying a fixed affine map (eval mode
-    with running statistics), which CE can fold into its own map."""
-    return (type(norm) in _FOLDABLE_NORMS and not norm.training
-            and norm.running_var is not None)
-
-
-def _per_image_variance(gram: Tensor, s1: Tensor, num_positions: int) -> Tensor:
+def _per_image_variance(gram: Tensor, s1: Tensor,
+                        num_positions: int) -> Tensor:
     """Unbiased per-image variance (N, G, g) from Gram diagonals and sums.
 
     ``v = (sum x^2 - (sum x)^2 / P) / (P - 1)``; 0 when P = 1 (no spread).
@@ -421,47 +430,5 @@ def _per_image_variance(gram: Tensor, s1: Tensor, num_positions: int) -> Tensor:
     return centred.clamp_min(0) / (num_positions - 1)
 
 
-def _training_norm_affine(norm: _BatchNorm, weight: Tensor, bias: Tensor,
-                          gram: Tensor, s1: Tensor, count: int):
-    """A BN in training mode as ``scale * y + bias`` on ``y = x -
-    running_mean``, its batch statistics from CE's sums of ``y``.
-
-    Returns ``(scale, bias)`` as (G, g) and the detached batch statistics
-    ``(mean of y, biased variance)`` (G, g) for the running averages.
-    """
-    mean = s1.sum(0) / count
-    sum_sq = gram.diagonal(dim1=-2, dim2=-1).sum(0)
-    variance = (sum_sq / count - mean.square()).clamp_min(0)
-    scale = weight.view_as(mean) * torch.rsqrt(variance + norm.eps)
-    shift = bias.view_as(mean) - mean * scale
-    return scale, shift, (mean.detach(), variance.detach())
-
-
-@torch.no_grad()
-def _update_batch_norm_statistics(norm: _BatchNorm, shifted_mean: Tensor,
-                                  variance: Tensor, count: int) -> None:
-    """The running averages a ``BatchNorm2d`` in training mode keeps.
-
-    ``shifted_mean`` is the batch mean minus the running mean (the shift):
-    ``running_mean <- running_mean + factor * shifted_mean``; the variance
-    enters unbiased, as in ``F.batch_norm``.
-    """
-    norm.num_batches_tracked.add_(1)
-    factor = (1.0 / float(norm.num_batches_tracked) if norm.momentum is None
-              else norm.momentum)
-    unbiased = variance * (count / (count - 1))
-    norm.running_mean.add_(shifted_mean.flatten().to(norm.running_mean),
-                           alpha=factor)
-    norm.running_var.lerp_(unbiased.flatten().to(norm.running_var), factor)
-
-
-def _frozen_norm_affine(norm: _BatchNorm, weight: Tensor,
-                        bias: Tensor) -> tuple[Tensor, Tensor]:
-    """A frozen BN as ``scale * (x - running_mean) + bias``: (scale, bias),
-    each (C,). The input is shifted by ``running_mean`` before any sum."""
-    inv_std = torch.rsqrt(norm.running_var.to(weight.dtype) + norm.eps)
-    return weight * inv_std, bias
-
-
+# Registered once, in MMEngine's root MODELS: every scope falls back to it.
 MODELS.register_module('CE', module=ChannelEquilibrium)
-MMENGINE_MODELS.register_module('CE', module=ChannelEquilibrium)

@@ -36,9 +36,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmdet.registry import MODELS
 from mmengine.model import BaseModule
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -141,7 +140,8 @@ class DepthwiseGather(BaseModule):
         super().__init__(init_cfg)
         steps = _extent_steps(extent)
         if extent is None and gather_size < 1:
-            raise ValueError(f'GE: gather_size must be >= 1, got {gather_size}')
+            raise ValueError(
+                f'GE: gather_size must be >= 1, got {gather_size}')
         self.extent = extent
         self.gather_size = gather_size
         if extent is None:
@@ -246,4 +246,3 @@ class GEThetaPlus(GatherExcite):
 
 for _cls in (GEThetaMinus, GETheta, GEThetaPlus):
     MODELS.register_module(module=_cls)
-    MMENGINE_MODELS.register_module(module=_cls)

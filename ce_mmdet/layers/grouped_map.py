@@ -21,14 +21,16 @@ differentiates and exports every step, while eager mode keeps the
 hand-written backward.
 """
 import contextlib
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional
 
 import torch
 from torch import Tensor
 
-# statistics_to_map(gram (N,G,g,g), s1 (N,G,g), *params) ->
-#     (A (N,G,g,g), c (N,G,g) or None, extras: tuple of tensors, not differentiated)
-MapBuilder = Callable[..., tuple[Tensor, Optional[Tensor], tuple[Tensor, ...]]]
+# statistics_to_map(gram (N,G,g,g), s1 (N,G,g), params: {name: tensor}) ->
+#     (A (N,G,g,g), c (N,G,g) or None,
+#      extras: {name: tensor}, not differentiated)
+MapBuilder = Callable[[Tensor, Tensor, dict[str, Tensor]],
+                      tuple[Tensor, Optional[Tensor], dict[str, Tensor]]]
 
 
 def graph_capture_in_progress() -> bool:
@@ -58,7 +60,8 @@ def small_graph_threads(device: torch.device) -> Iterator[None]:
 
 def grouped_gram_and_sum(x_grouped: Tensor,
                          full_gram: bool = True) -> tuple[Tensor, Tensor]:
-    """Per-image, per-group Gram matrices and sums of ``x_grouped`` (N, G, g, P).
+    """Per-image, per-group Gram matrices and sums of ``x_grouped``
+    (N, G, g, P).
 
     With ``full_gram=False`` only the Gram diagonals (per-channel sums of
     squares, one dot product per channel: several times cheaper than g x g
@@ -105,7 +108,8 @@ class _StatisticsConditionedMap(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, group_size: int, statistics_to_map: MapBuilder,
-                full_gram: bool, *params: Tensor):
+                full_gram: bool, extras_out: dict, names: tuple[str, ...],
+                *values: Tensor):
         x_grouped = grouped_view(x, group_size)
         gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
         # The small graph is recorded here and differentiated in backward.
@@ -113,11 +117,12 @@ class _StatisticsConditionedMap(torch.autograd.Function):
             gram_leaf = gram.requires_grad_(ctx.needs_input_grad[0])
             s1_leaf = s1.requires_grad_(ctx.needs_input_grad[0])
             param_leaves = [
-                p.detach().requires_grad_(needs)
-                for p, needs in zip(params, ctx.needs_input_grad[4:])
+                value.detach().requires_grad_(needs) for value, needs in zip(
+                    values, ctx.needs_input_grad[_FIRST_PARAM:])
             ]
             map_matrix, offset, extras = statistics_to_map(
-                gram_leaf, s1_leaf, *param_leaves)
+                gram_leaf, s1_leaf, dict(zip(names, param_leaves)))
+        extras_out.update(_detached(extras))
         # The output is a tensor of the input's shape, not a view: in-place
         # ops downstream (the residual addition, ReLU) on a view of a custom
         # Function's output would make autograd copy the whole gradient.
@@ -127,13 +132,13 @@ class _StatisticsConditionedMap(torch.autograd.Function):
                           out=grouped_view(out, group_size))
         ctx.save_for_backward(x)
         ctx.group_size = group_size
-        ctx.small_graph = (gram_leaf, s1_leaf, param_leaves, map_matrix, offset)
-        ctx.mark_non_differentiable(*extras)
-        return (out, *extras)
+        ctx.small_graph = (gram_leaf, s1_leaf, param_leaves, map_matrix,
+                           offset)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor, *unused_extra_grads):
+    def backward(ctx, grad_out: Tensor):
         (x, ) = ctx.saved_tensors
         x_grouped = grouped_view(x, ctx.group_size)
         grad_out = grouped_view(grad_out.contiguous(), ctx.group_size)
@@ -169,7 +174,15 @@ class _StatisticsConditionedMap(torch.autograd.Function):
             grad_x = map_matrix.detach().transpose(-1, -2) @ grad_out
         if grad_x is not None:
             grad_x = grad_x.view_as(x)
-        return (grad_x, None, None, None, *grad_params)
+        return (grad_x, *[None] * (_FIRST_PARAM - 1), *grad_params)
+
+
+# Arguments of _StatisticsConditionedMap.forward before the parameters.
+_FIRST_PARAM = 6
+
+
+def _detached(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {name: t.detach() for name, t in tensors.items()}
 
 
 def _input_gradient(x_grouped: Tensor, grad_out: Tensor, map_matrix: Tensor,
@@ -202,8 +215,8 @@ def _small_graph_outside_inductor(statistics_to_map: MapBuilder, *args):
 
 def statistics_conditioned_map(
         x: Tensor, group_size: int, statistics_to_map: MapBuilder,
-        params: Sequence[Tensor] = (),
-        full_gram: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
+        params: Optional[Mapping[str, Tensor]] = None,
+        full_gram: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
     """Apply ``A(stats) @ x + c(stats)`` per image and group; see module doc.
 
     Args:
@@ -211,40 +224,45 @@ def statistics_conditioned_map(
             a time (G = C / group_size groups of g = group_size).
         group_size: g.
         statistics_to_map: builds ``(A, c, extras)`` from ``gram`` (N,G,g,g),
-            ``s1`` (N,G,g) and ``params``, with differentiable torch ops on
-            small tensors. ``c`` may be None; ``extras`` are returned as they
-            are (e.g. batch statistics for running averages).
-        params: tensors ``statistics_to_map`` uses that may need gradients.
+            ``s1`` (N,G,g) and a dict of ``params`` (the same names), with
+            differentiable torch ops on small tensors. ``c`` may be None;
+            ``extras`` (a dict of tensors, e.g. batch statistics for running
+            averages) are returned detached.
+        params: by name, the tensors ``statistics_to_map`` uses that may
+            need gradients; it receives every one of them, under its name.
         full_gram: False when ``statistics_to_map`` reads only the diagonal
             of ``gram`` (it then gets a diagonal matrix).
 
     Returns:
         ``(out (N, C, H, W), extras)``.
     """
+    params = dict(params or {})
     needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in params))
+        x.requires_grad or any(p.requires_grad for p in params.values()))
     if needs_grad and not graph_capture_in_progress():
-        out, *extras = _StatisticsConditionedMap.apply(
-            x, group_size, statistics_to_map, full_gram, *params)
-        return out, tuple(extras)
+        extras: dict[str, Tensor] = {}
+        out = _StatisticsConditionedMap.apply(
+            x, group_size, statistics_to_map, full_gram, extras,
+            tuple(params), *params.values())
+        return out, extras
     # Plain ops: autograd (or the graph capturer) sees every step.
     x_grouped = grouped_view(x, group_size)
     gram, s1 = grouped_gram_and_sum(x_grouped, full_gram)
     if needs_grad and torch.compiler.is_compiling():
         map_matrix, offset, extras = _small_graph_outside_inductor(
-            statistics_to_map, gram, s1, *params)
+            statistics_to_map, gram, s1, params)
     elif graph_capture_in_progress():  # (thread counts are not capturable)
-        map_matrix, offset, extras = statistics_to_map(gram, s1, *params)
+        map_matrix, offset, extras = statistics_to_map(gram, s1, params)
     else:
         with small_graph_threads(x.device):
-            map_matrix, offset, extras = statistics_to_map(gram, s1, *params)
+            map_matrix, offset, extras = statistics_to_map(gram, s1, params)
     if needs_grad or graph_capture_in_progress():
         # matmul + add: what graph capturers and FLOP counters know best.
         out = map_matrix @ x_grouped
         if offset is not None:
             out = out + offset.unsqueeze(-1)
-        return out.view_as(x), extras
+        return out.view_as(x), _detached(extras)
     out = torch.empty_like(x)
     apply_grouped_map(x_grouped, map_matrix, offset,
                       out=grouped_view(out, group_size))
-    return out, extras
+    return out, _detached(extras)

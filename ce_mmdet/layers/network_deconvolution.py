@@ -11,8 +11,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmdet.registry import MODELS
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 
@@ -196,4 +195,3 @@ class FastDeconv(nn.Conv2d):
 
 
 MODELS.register_module('FastDeconv', module=FastDeconv)
-MMENGINE_MODELS.register_module('FastDeconv', module=FastDeconv)

@@ -2,8 +2,7 @@
 from typing import Optional, Sequence
 
 from mmdet.models.layers import SELayer
-from mmdet.registry import MODELS
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 
 
 class SqueezeExcitation(SELayer):
@@ -55,4 +54,3 @@ class SqueezeExcitation(SELayer):
 
 
 MODELS.register_module('SE', module=SqueezeExcitation)
-MMENGINE_MODELS.register_module('SE', module=SqueezeExcitation)

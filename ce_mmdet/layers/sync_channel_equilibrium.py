@@ -3,8 +3,7 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from mmdet.registry import MODELS
-from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import MODELS
 from torch import Tensor, nn
 from torch.distributed.nn.functional import all_reduce
 
@@ -76,4 +75,3 @@ def convert_sync_channel_equilibrium(
 
 
 MODELS.register_module('SyncCE', module=SyncChannelEquilibrium)
-MMENGINE_MODELS.register_module('SyncCE', module=SyncChannelEquilibrium)

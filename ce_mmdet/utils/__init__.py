@@ -7,13 +7,22 @@ MMEngine's checkpoint loaders check what they load, so that a resume never
 executes a config text stored in a checkpoint
 (:mod:`ce_mmdet.utils.checkpoint_loading`).
 """
-from .checkpoint_loading import (CheckpointRefusedError,
+from .checkpoint_loading import (
+                                 CheckpointRefusedError,
                                  check_mmengine_checkpoint,
-                                 guard_mmengine_checkpoint_loaders)
-from .checkpoint_safety import (HISTORY_BUFFER_STATISTICS, CheckpointArray,
-                                allow_mmengine_checkpoint_globals,
-                                mmengine_checkpoint_globals)
-from .openmmlab_tools import openmmlab_tool_path, run_openmmlab_tool
+                                 guard_mmengine_checkpoint_loaders,
+)
+from .checkpoint_safety import (
+                                 HISTORY_BUFFER_STATISTICS,
+                                 CheckpointArray,
+                                 allow_mmengine_checkpoint_globals,
+                                 mmengine_checkpoint_globals,
+)
+from .openmmlab_tools import (
+                                 openmmlab_tool_path,
+                                 package_resource,
+                                 run_openmmlab_tool,
+)
 
 allow_mmengine_checkpoint_globals()
 guard_mmengine_checkpoint_loaders()
@@ -22,5 +31,5 @@ __all__ = [
     'HISTORY_BUFFER_STATISTICS', 'CheckpointArray', 'CheckpointRefusedError',
     'allow_mmengine_checkpoint_globals', 'check_mmengine_checkpoint',
     'guard_mmengine_checkpoint_loaders', 'mmengine_checkpoint_globals',
-    'openmmlab_tool_path', 'run_openmmlab_tool'
+    'openmmlab_tool_path', 'package_resource', 'run_openmmlab_tool'
 ]

@@ -21,9 +21,10 @@ cannot be read so is dropped with a warning. :func:`
 guard_mmengine_checkpoint_loaders` wraps every loader that MMEngine's
 ``CheckpointLoader`` has registered (local files, URLs, ...) with it, and
 re-raises any failure to unpickle as :class:`CheckpointRefusedError` naming
-the file (other errors get a note that names it). ``Runner.load_checkpoint``, ``Runner.resume``, ``load_from`` and
-``mmengine.runner.load_checkpoint`` (``tools/test.py``, ``init_cfg``
-``Pretrained``) all go through it; ``import ce_mmdet`` installs it.
+the file (other errors get a note that names it). ``Runner.load_checkpoint``,
+``Runner.resume``, ``load_from`` and ``mmengine.runner.load_checkpoint``
+(``tools/test.py``, ``init_cfg`` ``Pretrained``) all go through it;
+``import ce_mmdet`` installs it.
 """
 from __future__ import annotations
 

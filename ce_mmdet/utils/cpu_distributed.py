@@ -173,8 +173,8 @@ def setup_cpu_distributed(tool: str,
     from .openmmlab_tools import openmmlab_tool_path
 
     argv = sys.argv if argv is None else argv
-    tool_globals = runpy.run_path(
-        openmmlab_tool_path(tool, package), run_name='ce_mmdet_cpu_distributed')
+    tool_globals = runpy.run_path(openmmlab_tool_path(tool, package),
+                                  run_name='ce_mmdet_cpu_distributed')
     saved_argv = sys.argv
     sys.argv = argv
     try:

@@ -17,7 +17,35 @@ import os.path as osp
 import runpy
 from typing import Any
 
-__all__ = ['openmmlab_tool_path', 'run_openmmlab_tool']
+__all__ = ['openmmlab_tool_path', 'package_resource', 'run_openmmlab_tool']
+
+
+def package_resource(relative_path: str, package: str = 'ce_mmdet') -> str:
+    """Path of a file an OpenMMLab package ships beside its code, e.g.
+    ``'tools/train.py'`` or ``'configs/README.md'``.
+
+    A wheel or ``mim`` install holds ``tools/`` and ``configs/`` under
+    ``<package>/.mim/``; a source checkout (``pip install -e .``) next to
+    the package. ce_mmdet ships its own the same way (``setup.py``).
+
+    Raises:
+        FileNotFoundError: the package ships no such file; the message
+            lists where it looked.
+    """
+    module = importlib.import_module(package)
+    package_dir = osp.dirname(osp.abspath(module.__file__))
+    candidates = [
+        osp.join(package_dir, '.mim', relative_path),  # wheel / mim install
+        osp.join(osp.dirname(package_dir), relative_path),  # source checkout
+    ]
+    for candidate in candidates:
+        if osp.exists(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f'{package} at {package_dir} ships no {relative_path!r}; looked for: '
+        f'{", ".join(candidates)}. Install {package} from its wheel '
+        f'(pip/mim), which includes {package}/.mim/, or from a source '
+        'checkout.')
 
 
 def openmmlab_tool_path(name: str, package: str = 'mmdet') -> str:
@@ -26,7 +54,8 @@ def openmmlab_tool_path(name: str, package: str = 'mmdet') -> str:
     Args:
         name: the tool's path relative to the package's ``tools/`` directory
             (``'train.py'``, ``'test.py'``, ``'analysis_tools/get_flops.py'``).
-        package: ``'mmdet'`` (MMDetection) or ``'mmpretrain'``.
+        package: ``'mmdet'`` (MMDetection), ``'mmpretrain'`` or
+            ``'ce_mmdet'``.
 
     Returns:
         The absolute path of the script.
@@ -34,20 +63,7 @@ def openmmlab_tool_path(name: str, package: str = 'mmdet') -> str:
     Raises:
         FileNotFoundError: if the installed package ships no such tool.
     """
-    module = importlib.import_module(package)
-    package_dir = osp.dirname(osp.abspath(module.__file__))
-    candidates = [
-        osp.join(package_dir, '.mim', 'tools', name),  # wheel / mim install
-        osp.join(osp.dirname(package_dir), 'tools', name),  # source checkout
-    ]
-    for candidate in candidates:
-        if osp.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(
-        f'{package} {module.__version__} at {package_dir} ships no tool '
-        f'{name!r}; looked for: {", ".join(candidates)}. Install {package} '
-        f'from its wheel (pip/mim), which includes {package}/.mim/tools, or '
-        'from a source checkout that has tools/.')
+    return package_resource(osp.join('tools', name), package)
 
 
 def run_openmmlab_tool(name: str, package: str = 'mmdet') -> dict[str, Any]:

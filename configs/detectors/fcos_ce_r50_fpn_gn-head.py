@@ -10,7 +10,10 @@ detectors (e.g. ``retinanet_r50_fpn_1x_coco``). Head, losses and schedule
 backbone switch the caffe baseline is only indicative: a BN control needs
 the same changes with ``type='ResNet'`` and ``torchvision://resnet50``.
 """
-_base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
+_base_ = [
+    'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+    '../_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 
@@ -20,7 +23,8 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True),
     backbone=dict(
-        # CE placement and CE batch statistics: see faster_rcnn_ce_r50_fpn.py.
+        # CE placement and CE batch statistics: see
+        # ../_base_/ce_r50_backbone.py.
         type='CEResNet',
         style='pytorch',
         frozen_stages=1,

@@ -1,6 +1,7 @@
 """CE-ResNet-50 on ImageNet with the CENet release's recipe (8 GPUs x 32).
 
-Should reach: the paper's 78.3 top-1; the release's checkpoint: 78.2 (94.1 top-5).
+Should reach: the paper's 78.3 top-1; the release's checkpoint: 78.2
+(94.1 top-5).
 CE as in the release (``mmdet.CEResNet`` defaults): after the stem BN
 (one group of 64 channels) and the last BN of every block of stages 1-3
 (groups of 16). The checkpoint initialises the CE-ResNet-50 of a detector

@@ -3,7 +3,10 @@
 # training and evaluation fit in about 15 minutes on 2 CPU cores.
 # mask_rcnn_ce_r18_fpn_shapes.py inherits everything and only swaps in
 # CE-ResNet-18, so the two configs are a like-for-like comparison.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/exact_resume.py'
+]
 
 custom_imports = dict(imports=['ce_mmdet'], allow_failed_imports=False)
 
@@ -72,8 +75,7 @@ model = dict(
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=fpn_channels),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels),
     roi_head=dict(
-        # RoIAlign (single-threaded in mmcv on a CPU) was a third of an
-        # iteration: one sample per bin for the 7x7 box features.
+        # One sample per bin: RoIAlign is single-threaded on a CPU.
         bbox_roi_extractor=dict(
             roi_layer=dict(sampling_ratio=1), out_channels=fpn_channels),
         bbox_head=dict(
@@ -85,10 +87,7 @@ model = dict(
             in_channels=fpn_channels,
             conv_out_channels=fpn_channels,
             num_classes=num_classes)),
-    # At most 6 objects per image: far fewer anchors, proposals and RoIs
-    # than COCO's defaults (256 / 2000 / 1000 / 512) suffice, and the RoIs
-    # dominate the cost of the heads on a CPU (64 / 100 / 32 instead of
-    # 128 / 200 / 64: 0.49 instead of 0.58 s per iteration).
+    # At most 6 objects per image: far fewer samples than COCO's suffice.
     train_cfg=dict(
         rpn=dict(sampler=dict(num=64)),
         rpn_proposal=dict(nms_pre=500, max_per_img=100),
@@ -98,24 +97,15 @@ model = dict(
         rcnn=dict(max_per_img=50)))
 
 # ------------------------------------------------------------- schedule
-# Iteration-based, so the run length (and the time) does not depend on how
-# many images were generated. About 0.36-0.43 s per iteration of 8 images on
-# 2 quiet CPU cores: 840 iterations (~7 passes over 1000 images) take 5-6
-# min (CE-ResNet-18 seed 0: 6 min 16 s, bbox / segm AP 0.546 / 0.537).
-# Tried on CE-ResNet-18 with 192x192 images (bbox / segm AP, one run each,
-# 0.49 s per iteration): 600 iterations with steps at 450/525: 0.428 / 0.460;
-# steps at 480/560: 0.452 / 0.485; lr 2e-3: 0.360 / 0.414; 4 images per
-# batch for 900-1000 iterations: 0.38-0.39 / 0.41-0.45; 660 iterations:
-# 0.510 / 0.523 and 0.487 / 0.519; resized to 160x160, 720 iterations:
-# 0.507 / 0.519. Smaller images and more iterations it is.
+# Iteration-based: the run's time does not depend on the set's size; 840
+# iterations fit the demo's time budget (how it was chosen: README.md).
 max_iters = 840
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',
     max_iters=max_iters,
     val_interval=max_iters)  # evaluate once, at the end
-# AdamW learns much faster from scratch than mmdet's SGD (lr 0.02, momentum
-# 0.9): 0.46 vs 0.25 bbox AP after 600 iterations in our runs.
+# AdamW: learns much faster from scratch than mmdet's SGD (README.md).
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))
@@ -144,5 +134,12 @@ env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
 # One line early in the log with the measured speed and the expected end
 # (data generation, evaluation and drawing take about 25 s more in
-# tools/run_demo.sh).
-custom_hooks = [dict(type='TrainingDurationHook', extra_seconds=25)]
+# tools/run_demo.sh), after the base's RNGStateHook (exact resume).
+custom_hooks = [
+    *_base_.custom_hooks,
+    dict(type='TrainingDurationHook', extra_seconds=25)
+]
+# tools/test.py --show-dir (the demo's vis/ pictures): 160 px images and
+# their instances upscaled 3x, a caption above each panel, labels outside
+# the boxes. Drawing only: the evaluation still sees the 160 px images.
+visualizer = dict(type='UpscaledDetVisualizer', scale=3)

@@ -1,4 +1,5 @@
-"""Time ResNet variants against MMDetection's ResNet of the same depth, side by side.
+"""Time ResNet variants against MMDetection's ResNet of the same depth, side
+by side.
 
 Variants (``--variants``, default ``ce``): ``ce`` (CE-ResNet), ``se``
 (SE-ResNet), ``ge-minus`` (GE-theta-minus, global), ``ge-plus``
@@ -22,13 +23,17 @@ complexity counter (CE's matmuls counted) at the eval input.
 ``--compile`` adds rows for ``torch.compile``d CE-ResNet against
 ``torch.compile``d ResNet (default backend, eval and detection training),
 timed the same way once both are compiled and warmed up (compilation is not
-timed; no peak memory). Under compile, CE's small statistics graph runs eagerly in training
-(see ``ce_mmdet.layers.grouped_map``), so training has a graph break per CE
-layer.
+timed; no peak memory). Under compile, CE's small statistics graph runs
+eagerly in training (see ``ce_mmdet.layers.grouped_map``), so training has a
+graph break per CE layer.
 
-    python tools/analysis_tools/benchmark_backbone.py [--depth 50] [--repeats 9]
-        [--variants ce se ge-minus ge-plus deconv proprelu] [--compile]
+    python tools/analysis_tools/benchmark_backbone.py [--depth 50]
+        [--repeats 9] [--variants ce se ge-minus ge-plus deconv proprelu]
+        [--compile]
     python tools/analysis_tools/benchmark_backbone.py --quick  # a smoke run
+
+``--device cuda`` times on the GPU (CUDA synchronised around every timed
+call, peak memory from the caching allocator); default: the CPU.
 """
 import argparse
 import functools
@@ -39,9 +44,14 @@ from mmdet.registry import MODELS
 from mmengine.analysis import FlopAnalyzer
 
 import ce_mmdet  # noqa: F401  (registers CEResNet and the comparison ResNets)
-from ce_mmdet.utils.benchmark import (describe_machine, format_table,
-                                      interleaved_times, paired_ratios,
-                                      peak_memory_mib)
+from ce_mmdet.utils.benchmark import (
+    describe_machine,
+    format_table,
+    interleaved_times,
+    paired_ratios,
+    peak_memory_mib,
+    synchronizer,
+)
 
 EVAL_SHAPE, TRAIN_SHAPE = (1, 3, 800, 1216), (2, 3, 512, 768)
 QUICK_EVAL_SHAPE, QUICK_TRAIN_SHAPE = (1, 3, 64, 96), (2, 3, 64, 64)
@@ -102,32 +112,36 @@ def train_step(model, x):
 
 
 def build_case(kind: str, depth: int, mode: str, setting: str = 'detection',
-               shape: tuple = None, compiled: bool = False):
+               shape: tuple = None, compiled: bool = False,
+               device: str = 'cpu'):
     """Picklable factory for the peak-memory worker.
 
     ``compiled``: the backbone wrapped in ``torch.compile`` and run
     ``COMPILE_WARMUP`` times here, so that compilation (and any
-    recompilation) is neither timed nor counted as peak memory.
+    recompilation) is neither timed nor counted as peak memory. Model and
+    input are on ``device``.
     """
-    model = build_backbone(kind, depth, setting)
+    model = build_backbone(kind, depth, setting).to(device)
     model.train(mode == 'train')  # (MMDetection's ResNet.train returns None)
     if compiled:
         model = torch.compile(model)
     if mode == 'eval':
         fn = functools.partial(eval_forward, model,
-                               torch.randn(shape or EVAL_SHAPE))
+                               torch.randn(shape or EVAL_SHAPE, device=device))
     else:
         fn = functools.partial(train_step, model,
-                               torch.randn(shape or TRAIN_SHAPE))
+                               torch.randn(shape or TRAIN_SHAPE,
+                                           device=device))
     for _ in range(COMPILE_WARMUP if compiled else 0):
         fn()
     return fn
 
 
-def flops(kind: str, depth: int, shape: tuple = EVAL_SHAPE) -> float:
-    model = build_backbone(kind, depth)
+def flops(kind: str, depth: int, shape: tuple = EVAL_SHAPE,
+          device: str = 'cpu') -> float:
+    model = build_backbone(kind, depth).to(device)
     model.eval()
-    analyzer = FlopAnalyzer(model, torch.randn(shape))
+    analyzer = FlopAnalyzer(model, torch.randn(shape, device=device))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     # Inference path: CE runs as plain matmuls the tracer counts (a custom
@@ -137,7 +151,8 @@ def flops(kind: str, depth: int, shape: tuple = EVAL_SHAPE) -> float:
 
 
 def parameters_m(kind: str, depth: int) -> float:
-    return sum(p.numel() for p in build_backbone(kind, depth).parameters()) / 1e6
+    return sum(p.numel()
+               for p in build_backbone(kind, depth).parameters()) / 1e6
 
 
 def _shape(text: str) -> tuple:
@@ -161,11 +176,15 @@ def main() -> None:
     parser.add_argument('--eval-shape', type=_shape, default=EVAL_SHAPE,
                         help='NxCxHxW of the eval input (default %(default)s)')
     parser.add_argument('--train-shape', type=_shape, default=TRAIN_SHAPE,
-                        help='NxCxHxW of the train input (default %(default)s)')
+                        help='NxCxHxW of the train input '
+                        '(default %(default)s)')
     parser.add_argument('--quick', action='store_true',
                         help=f'smoke run: {QUICK_EVAL_SHAPE} / '
                         f'{QUICK_TRAIN_SHAPE} inputs, 1 repeat')
+    parser.add_argument('--device', default='cpu',
+                        help='torch device to time on (default %(default)s)')
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.quick:
         args.eval_shape, args.train_shape = QUICK_EVAL_SHAPE, QUICK_TRAIN_SHAPE
         args.repeats = 1
@@ -181,23 +200,24 @@ def main() -> None:
         cases += [('eval', 'detection', True, ['ce']),
                   ('train', 'detection', True, ['ce'])]
     params = {k: parameters_m(k, args.depth) for k in ['plain', *variants]}
-    gflops = {k: flops(k, args.depth, args.eval_shape)
+    gflops = {k: flops(k, args.depth, args.eval_shape, str(device))
               for k in ['plain', *variants]}
     rows = []
     for mode, setting, compiled, timed in cases:
         shape = shapes[mode]
         kinds = ['plain', *timed]
-        fns = [build_case(k, args.depth, mode, setting, shape, compiled)
-               for k in kinds]
-        rounds = dict(zip(kinds, interleaved_times(fns, args.repeats,
-                                                   warmup=1)))
+        fns = [build_case(k, args.depth, mode, setting, shape, compiled,
+                          str(device)) for k in kinds]
+        rounds = dict(zip(kinds, interleaved_times(
+            fns, args.repeats, warmup=1, synchronize=synchronizer(device))))
         times = {k: statistics.median(t) for k, t in rounds.items()}
         del fns
         # (not for compiled cases: a compiled call after warm-up reuses the
         # memory its warm-up allocated, an eager first call does not)
         memory = {} if args.no_memory or compiled else {
             k: peak_memory_mib(functools.partial(
-                build_case, k, args.depth, mode, setting, shape))
+                build_case, k, args.depth, mode, setting, shape,
+                device=str(device)), device)
             for k in kinds}
         for kind in timed:
             ratio, lowest, highest = paired_ratios(rounds['plain'],
@@ -228,7 +248,7 @@ def main() -> None:
           f'(MMDetection), {args.repeats} interleaved rounds, ratio = '
           'median of the per-round ratios '
           f'{"(compiled: both backbones compiled) " if args.compile else ""}'
-          f'({describe_machine()}); FLOPs: MMEngine FlopAnalyzer, one '
+          f'({describe_machine(device)}); FLOPs: MMEngine FlopAnalyzer, one '
           'multiply-add = 1')
     print(format_table(header, rows))
 

@@ -32,13 +32,23 @@ except ImportError:  # not installed: use the checkout this script is in
 from mmengine.config import DictAction  # noqa: E402
 
 from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
-    DEFAULT_FRACTIONS, DEFAULT_SEEDS, ORDERS)
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
+    ORDERS,
+)
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
-    ablate_checkpoint, ablation_table, write_ablation_report)
+    CheckpointMismatchError,
+    ablate_checkpoint,
+    ablation_table,
+    write_ablation_report,
+)
 from ce_mmdet.analysis.command_line import (  # noqa: E402
-    add_model_arguments, labelled_models)
-from ce_mmdet.analysis.model_loading import CheckpointMismatchError  # noqa: E402
-from ce_mmdet.analysis.model_structure import UnreadableModelError  # noqa: E402
+    add_model_arguments,
+    labelled_models,
+)
+from ce_mmdet.analysis.model_structure import (
+    UnreadableModelError,  # noqa: E402
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +101,8 @@ def main() -> None:
         try:
             curves += ablate_checkpoint(
                 config, checkpoint,
-                work_dir=osp.join(args.out_dir, 'runs', name.replace('/', '_')),
+                work_dir=osp.join(args.out_dir, 'runs',
+                                  name.replace('/', '_')),
                 num_images=args.num_images, fractions=args.fractions,
                 seeds=args.seeds, orders=args.orders, layers=args.layers,
                 metric=args.metric, cfg_options=args.cfg_options,

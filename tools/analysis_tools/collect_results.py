@@ -23,11 +23,16 @@ except ImportError:  # not installed: use the checkout this script is in
     sys.path.insert(
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from ce_mmdet.analysis.baselines import (CONFIGS_README,  # noqa: E402
-                                         load_baselines)
+from ce_mmdet.analysis.baselines import (  # noqa: E402
+    CONFIGS_README,
+    load_baselines,
+)
 from ce_mmdet.analysis.output_files import write_text  # noqa: E402
 from ce_mmdet.analysis.results_collector import (  # noqa: E402
-    NoResultsError, collect_run, table3_markdown)
+    NoResultsError,
+    collect_run,
+    table3_markdown,
+)
 
 
 def main() -> None:
@@ -40,8 +45,9 @@ def main() -> None:
         help='config names of the work dirs, in order (default: the config '
         'dumped into each)')
     parser.add_argument(
-        '--readme', default=CONFIGS_README,
-        help='where the baselines are read from (default: %(default)s)')
+        '--readme', default=None,
+        help='where the baselines are read from (default: ce_mmdet\'s '
+        f'{CONFIGS_README})')
     parser.add_argument('--out', default=None,
                         help='also write the table to this Markdown file')
     args = parser.parse_args()

@@ -33,9 +33,21 @@ from mmengine.config import DictAction  # noqa: E402
 
 from ce_mmdet.analysis import DEFAULT_TAU  # noqa: E402
 from ce_mmdet.analysis.compare import (  # noqa: E402
-    DEFAULT_VARIANTS, REPO_ROOT, SHAPES_CONFIG_DIR, CompareSettings,
-    UnknownVariantError, available_variants, compare_variants,
-    ensure_shapes_data, resolve_variants)
+    DEFAULT_VARIANTS,
+    CompareSettings,
+    UnknownVariantError,
+    available_variants,
+    compare_variants,
+    ensure_shapes_data,
+    resolve_variants,
+    shapes_config_dir,
+)
+
+CHECKOUT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+# In a checkout, work there as run_demo.sh does (data/, work_dirs/);
+# installed (ce_mmdet/.mim/tools/), in the current directory.
+WORK_ROOT = CHECKOUT if osp.isfile(osp.join(CHECKOUT, 'setup.py')) \
+    else os.getcwd()
 
 
 def say(message: str) -> None:
@@ -49,7 +61,8 @@ def main() -> None:
     parser.add_argument('variants', nargs='*', metavar='VARIANT',
                         help=f'default: {" ".join(DEFAULT_VARIANTS)}')
     parser.add_argument('--out-dir', default='work_dirs/compare',
-                        help='default: %(default)s (relative to the checkout)')
+                        help='default: %(default)s (relative to the checkout, '
+                        'or to the current directory when installed)')
     parser.add_argument('--max-iters', type=int, default=None,
                         help='train this many iterations instead of the '
                         'configs\' own (e.g. for a quick check)')
@@ -59,15 +72,15 @@ def main() -> None:
     parser.add_argument('--tau', type=float, default=DEFAULT_TAU,
                         help='inhibited-channel threshold (default: '
                         '%(default)s)')
-    parser.add_argument('--config-dir', default=SHAPES_CONFIG_DIR,
+    parser.add_argument('--config-dir', default=None,
                         help='where the variants\' configs are (default: '
-                        'configs/shapes)')
+                        'ce_mmdet\'s configs/shapes)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         default={}, help='overrides for every variant')
     parser.add_argument('--list', action='store_true',
                         help='list the available variants and exit')
     args = parser.parse_args()
-    config_dir = osp.abspath(args.config_dir)
+    config_dir = osp.abspath(args.config_dir or shapes_config_dir())
     if args.list:
         print(' '.join(available_variants(config_dir)))
         return
@@ -80,13 +93,13 @@ def main() -> None:
                                    config_dir)
     except UnknownVariantError as error:
         parser.error(str(error))
-    out_dir = osp.abspath(args.out_dir if osp.isabs(args.out_dir) else
-                          osp.join(REPO_ROOT, args.out_dir))
-    os.chdir(REPO_ROOT)  # the configs' data_root (data/shapes/) is relative
+    out_dir = osp.join(WORK_ROOT, args.out_dir)
+    os.chdir(WORK_ROOT)  # the configs' data_root (data/shapes/) is relative
     settings = CompareSettings(out_dir=out_dir, max_iters=args.max_iters,
                                cfg_options=dict(args.cfg_options or {}),
-                               num_images=args.num_images, tau=args.tau)
-    ensure_shapes_data(configs, say, settings.options())
+                               num_images=args.num_images, tau=args.tau,
+                               work_root=WORK_ROOT)
+    ensure_shapes_data(configs, say, settings.options(), WORK_ROOT)
     try:
         paths = compare_variants(configs, settings, say)
     except (RuntimeError, FileNotFoundError, ValueError) as error:

@@ -32,11 +32,18 @@ from mmengine.config import DictAction  # noqa: E402
 
 from ce_mmdet.analysis import DEFAULT_EPSILON, DEFAULT_TAU  # noqa: E402
 from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
-    DEFAULT_FRACTIONS, DEFAULT_SEEDS)
-from ce_mmdet.analysis.fig1 import (FIG1_MODELS,  # noqa: E402
-                                    ablation_table, checkpoint_of,
-                                    fig1_table, load_fig1_json,
-                                    measure_model, plot_fig1)
+    DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
+)
+from ce_mmdet.analysis.fig1 import (  # noqa: E402
+    FIG1_MODELS,
+    ablation_table,
+    checkpoint_of,
+    fig1_table,
+    load_fig1_json,
+    measure_model,
+    plot_fig1,
+)
 from ce_mmdet.analysis.output_files import write_json, write_text  # noqa: E402
 
 CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(

@@ -42,14 +42,24 @@ except ImportError:  # not installed: use the checkout this script is in
 
 from mmengine.config import DictAction  # noqa: E402
 
-from ce_mmdet.analysis import (DEFAULT_EPSILON, DEFAULT_TAU,  # noqa: E402
-                               summary_table)
+from ce_mmdet.analysis import (  # noqa: E402
+    DEFAULT_EPSILON,
+    DEFAULT_TAU,
+    summary_table,
+)
 from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
-    DEFAULT_NUM_IMAGES, analyze_checkpoint, write_report)
+    DEFAULT_NUM_IMAGES,
+    CheckpointMismatchError,
+    analyze_checkpoint,
+    write_report,
+)
 from ce_mmdet.analysis.command_line import (  # noqa: E402
-    add_model_arguments, labelled_models)
-from ce_mmdet.analysis.model_loading import CheckpointMismatchError  # noqa: E402
-from ce_mmdet.analysis.model_structure import UnreadableModelError  # noqa: E402
+    add_model_arguments,
+    labelled_models,
+)
+from ce_mmdet.analysis.model_structure import (
+    UnreadableModelError,  # noqa: E402
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,12 +32,17 @@ except ImportError:  # not installed: use the checkout this script is in
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
 
-from ce_mmdet.analysis.model_loading import (build_detector,  # noqa: E402
-                                             load_checked_checkpoint,
-                                             load_config)
-from ce_mmdet.deployment import (EXPORT_PARTS,  # noqa: E402
-                                 OnnxMismatchError, detector_part,
-                                 export_and_check_onnx)
+from ce_mmdet.analysis.checkpoint_analysis import (  # noqa: E402
+    build_detector,
+    load_checked_checkpoint,
+    load_config,
+)
+from ce_mmdet.deployment import (  # noqa: E402
+    EXPORT_PARTS,
+    OnnxMismatchError,
+    detector_part,
+    export_and_check_onnx,
+)
 from ce_mmdet.deployment.onnx_export import DEFAULT_TOLERANCE  # noqa: E402
 
 

@@ -1,16 +1,17 @@
-"""Tests of tools/ and of MMEngine checkpoints under ``weights_only=True``.
+"""Tests of tools/: training, exact resume, testing and the launchers.
 
 A tiny Mask R-CNN (``tiny_detector.py``) is trained for 2 iterations with
 ``tools/train.py``, resumed for 2 more with ``--resume`` and evaluated with
-``tools/test.py``, all with PyTorch's ``weights_only=True`` ``torch.load``
-default. With a CE-ResNet-18 backbone, 2 iterations, a stop and a resume for
-2 more reproduce an uninterrupted 4-iteration run bit for bit (losses,
-weights, CE and BN running statistics, optimizer). A resume never executes
-the config text a checkpoint carries, and a crafted checkpoint is refused
-with an error that names it (the allow-list itself and the crafted
-checkpoints: ``test_checkpoint_safety.py``). The shell launchers are checked with stand-ins for ``python`` and
-``srun`` that record their command lines (a real two-process run on CPU is
-in ``test_distributed_training.py``).
+``tools/test.py`` (the ``tiny_run`` fixture of ``conftest.py``), all with
+PyTorch's ``weights_only=True`` ``torch.load`` default. With a CE-ResNet-18
+backbone, MMDetection's ``RandomSampler``s and ``RNGStateHook``, 2
+iterations, a stop and a resume for 2 more reproduce an uninterrupted
+4-iteration run bit for bit (losses, weights, CE and BN running statistics,
+optimizer). What resume loads from a checkpoint (the allow-list, crafted and
+tampered checkpoints) is tested in ``test_checkpoint_safety.py``. The shell
+launchers are checked with stand-ins for ``python`` and ``srun`` that record
+their command lines (a real two-process run on CPU is in
+``test_distributed_training.py``).
 """
 import json
 import os
@@ -26,40 +27,15 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 
-from ce_mmdet.utils import (allow_mmengine_checkpoint_globals,
-                            openmmlab_tool_path, run_openmmlab_tool)
+from ce_mmdet.engine.rng_state_hook import RNG_STATE_KEY
+from ce_mmdet.utils import openmmlab_tool_path, run_openmmlab_tool
 from crafted_checkpoints import MMENGINE_GLOBALS, without_safe_globals
 from tiny_detector import tiny_ce_backbone, write_tiny_mask_rcnn_config
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS = REPO_ROOT / 'tools'
+from tool_runs import TOOLS, run_tool
 
 # LinearLR(start_factor=0.1, end=4) and MultiStepLR(milestones=[3]) on lr
 # 0.01: the lr used by iterations 1..4
 EXPECTED_LRS = [0.001, 0.004, 0.007, 0.001]
-
-
-def run_tool(args: list, cwd: Path, timeout: float = 300,
-             expect_failure: bool = False) -> str:
-    """Run ``args`` with this python, return its output, fail with its tail.
-
-    One OpenMP thread: the runs are tiny, and on a busy machine OpenMP's
-    spinning threads slow them down by an order of magnitude. With
-    ``expect_failure``, the run must end with an error (an exit status > 0,
-    not a signal).
-    """
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-    result = subprocess.run([sys.executable, *map(str, args)],
-                            cwd=cwd,
-                            env=env,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT,
-                            text=True,
-                            timeout=timeout)
-    succeeded = result.returncode == 0
-    assert (result.returncode > 0 if expect_failure else succeeded), (
-        f'{args} exited with {result.returncode}:\n{result.stdout[-4000:]}')
-    return result.stdout
 
 
 def load_scalars(run_dir: Path) -> list[dict]:
@@ -74,44 +50,6 @@ def load_scalars(run_dir: Path) -> list[dict]:
 def log_history(checkpoint: dict, key: str) -> np.ndarray:
     """The logged values of message-hub scalar ``key`` in a checkpoint."""
     return checkpoint['message_hub']['log_scalars'][key].data[0]
-
-
-@pytest.fixture(scope='module')
-def tiny_run(tiny_shapes_dataset: dict,
-             tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Train 2 iterations, then resume for 2 more, both with tools/train.py.
-
-    Validation runs after every iteration of the first run, so that its
-    checkpoint also holds the validation metrics' history buffers.
-    """
-    root = tmp_path_factory.mktemp('tiny_run')
-    config = write_tiny_mask_rcnn_config(
-        root / 'tiny_mask_rcnn.py',
-        tiny_shapes_dataset,
-        max_iters=2,
-        val_interval=1,
-        checkpoint_interval=2)
-    work_dir = root / 'work'
-    run_tool([TOOLS / 'train.py', config, '--work-dir', work_dir], cwd=root)
-    first_runs = {p.name for p in work_dir.iterdir() if p.is_dir()}
-    resume_output = run_tool([
-        TOOLS / 'train.py', config, '--work-dir', work_dir, '--resume',
-        work_dir / 'iter_2.pth', '--cfg-options', 'train_cfg.max_iters=4',
-        'train_cfg.val_interval=4'
-    ],
-                             cwd=root)
-    (resumed_run, ) = [
-        p for p in work_dir.iterdir()
-        if p.is_dir() and p.name not in first_runs
-    ]
-    return dict(
-        root=root,
-        config=config,
-        work_dir=work_dir,
-        first_run=work_dir / first_runs.pop(),
-        resumed_run=resumed_run,
-        resume_output=resume_output,
-        val_ann_file=tiny_shapes_dataset['val_ann_file'])
 
 
 def test_train_tool_saves_checkpoint(tiny_run: dict) -> None:
@@ -168,23 +106,22 @@ def write_exact_resume_config(root: Path, data_paths: dict) -> Path:
 
     MMEngine 0.10.7 checkpoints the model, optimizer, schedulers and message
     hub, and re-reads the skipped batches on resume, which replays the data
-    pipeline's numpy draws (``RandomFlip``); it saves no global torch RNG
-    state, from which MMDetection's ``RandomSampler`` draws the proposals
-    the RPN and R-CNN heads train on. ``PseudoSampler`` trains on all of
-    them instead, so that every random draw of a training step is replayed
-    by a resumed run. Validation is off (fewer processes to wait for).
+    pipeline's numpy draws (``RandomFlip``); it saves no global RNG state,
+    from which MMDetection's ``RandomSampler`` draws the proposals the RPN
+    and R-CNN heads train on. ``RNGStateHook`` saves and restores those
+    states, so the samplers stay the base config's ``RandomSampler``s.
+    Validation is off (fewer processes to wait for).
     """
     write_tiny_mask_rcnn_config(root / 'tiny_mask_rcnn.py',
                                 data_paths,
                                 max_iters=RESUME_TO,
                                 checkpoint_interval=RESUME_AT)
-    no_sampling = dict(sampler=dict(_delete_=True, type='PseudoSampler'))
-    model = dict(backbone=tiny_ce_backbone('CE'),
-                 train_cfg=dict(rpn=no_sampling, rcnn=no_sampling))
+    model = dict(backbone=tiny_ce_backbone('CE'))
     config = root / 'tiny_ce_mask_rcnn_exact_resume.py'
     config.write_text(
         "_base_ = './tiny_mask_rcnn.py'\n"
         f'model = {model!r}\n'
+        "custom_hooks = [dict(type='RNGStateHook')]\n"
         'randomness = dict(seed=0, deterministic=True)\n'
         'val_dataloader = None\n'
         'val_cfg = None\n'
@@ -232,6 +169,9 @@ def test_resume_reproduces_the_uninterrupted_losses(
     output = exact_resume['resume_output']
     assert f'resumed epoch: 0, iter: {RESUME_AT}' in output
     assert f'Advance dataloader {RESUME_AT} steps' in output
+    # (and the CUDA generators' where the run used a GPU)
+    assert (f'Restored the RNG states saved at iteration {RESUME_AT} '
+            '(python random, numpy, torch CPU') in output
     uninterrupted = iteration_records(exact_resume['uninterrupted'])
     interrupted = iteration_records(exact_resume['interrupted'])
     assert [r['iter'] for r in interrupted] == list(range(1, RESUME_TO + 1))
@@ -247,8 +187,14 @@ def test_resume_reproduces_the_uninterrupted_weights(
     name = f'iter_{RESUME_TO}.pth'
     expected = torch.load(exact_resume['uninterrupted'] / name)
     resumed = torch.load(exact_resume['interrupted'] / name)
-    at_stop = torch.load(exact_resume['interrupted'] /
-                         f'iter_{RESUME_AT}.pth')['state_dict']
+    stop_checkpoint = exact_resume['interrupted'] / f'iter_{RESUME_AT}.pth'
+    stop = torch.load(stop_checkpoint, weights_only=True)
+    at_stop = stop['state_dict']
+    # RNGStateHook's entry: plain tensors and values, no global to allow
+    assert stop[RNG_STATE_KEY].keys() >= {'python', 'numpy', 'torch'}
+    with without_safe_globals():
+        assert set(torch.serialization.get_unsafe_globals_in_checkpoint(
+            str(stop_checkpoint))) <= MMENGINE_GLOBALS
     state = resumed['state_dict']
     assert state.keys() == expected['state_dict'].keys()
     # weights and buffers: CE's running statistics, BN's, their counters
@@ -298,11 +244,13 @@ def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
     assert 'coco/bbox_mAP' in output and 'coco/segm_mAP' in output
     # pycocotools' AP table, for boxes and for masks
     assert 'Evaluating bbox' in output and 'Evaluating segm' in output
-    assert output.count('Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') == 2
+    assert output.count(
+        'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all') == 2
     # --show-dir: one drawn image per val image, under <work_dir>/<timestamp>/
     drawn = list(work_dir.glob('*/vis/*.png'))
     assert len(drawn) == len(COCO(tiny_run['val_ann_file']).getImgIds())
-    # MMEngine writes the test metrics to <work_dir>/<timestamp>/<timestamp>.json
+    # MMEngine writes the test metrics to
+    # <work_dir>/<timestamp>/<timestamp>.json
     (metrics_file, ) = work_dir.glob('*/*.json')
     metrics = json.loads(metrics_file.read_text())
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
@@ -315,60 +263,6 @@ def test_test_tool_evaluates_checkpoint(tiny_run: dict) -> None:
         pred = result['pred_instances']
         assert len(pred['bboxes']) == len(pred['scores']) == len(
             pred['masks'])
-
-
-def test_resume_never_executes_the_checkpoints_config(tiny_run: dict
-                                                     ) -> None:
-    # a real checkpoint of the run with Python in meta['config'], which
-    # MMEngine's resume passes to Config.fromstring; through MMDetection's
-    # own train.py, ce_mmdet being imported by the config's custom_imports
-    root = tiny_run['root']
-    marker = root / 'code-ran'
-    checkpoint = torch.load(tiny_run['work_dir'] / 'iter_2.pth')
-    checkpoint['meta']['config'] = (
-        f'import pathlib\npathlib.Path({str(marker)!r}).write_text("ran")\n'
-        'gpu_ids = [0]\n')
-    tampered = root / 'tampered.pth'
-    torch.save(checkpoint, tampered)
-    output = run_tool([
-        openmmlab_tool_path('train.py'), tiny_run['config'], '--work-dir',
-        root / 'work_tampered', '--resume', tampered, '--cfg-options',
-        'train_cfg.max_iters=3', 'train_cfg.val_interval=4'
-    ], cwd=root)
-    assert not marker.exists()
-    assert 'meta["config"] was not executed (gpu_ids read as a literal: ' \
-        '[0])' in output
-    assert 'resumed epoch: 0, iter: 2' in output
-
-
-def test_resume_refuses_a_crafted_checkpoint_naming_it(tiny_run: dict
-                                                      ) -> None:
-    from crafted_checkpoints import checkpoint_bytes, use_after_free
-
-    crafted = tiny_run['root'] / 'crafted.pth'
-    crafted.write_bytes(checkpoint_bytes(use_after_free()))
-    output = run_tool([
-        TOOLS / 'train.py', tiny_run['config'], '--work-dir',
-        tiny_run['root'] / 'work_crafted', '--resume', crafted
-    ], cwd=tiny_run['root'], expect_failure=True)
-    assert (f'CheckpointRefusedError: checkpoint {crafted} refused while '
-            'unpickling') in output
-    assert 'a second state for a numpy array' in output
-
-
-def test_checkpoint_globals_are_exactly_covered(tiny_run: dict) -> None:
-    checkpoint = str(tiny_run['work_dir'] / 'iter_4.pth')
-    with without_safe_globals():
-        unsafe = set(
-            torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
-        assert unsafe == MMENGINE_GLOBALS
-        with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
-            torch.load(checkpoint)
-        # with ce_mmdet's allow-list
-        assert unsafe <= set(allow_mmengine_checkpoint_globals())
-        assert torch.serialization.get_unsafe_globals_in_checkpoint(
-            checkpoint) == []
-        assert torch.load(checkpoint)['meta']['iter'] == 4
 
 
 @pytest.mark.parametrize('tool', ['train.py', 'test.py'])
@@ -439,7 +333,8 @@ def test_dist_train_sh_runs_torchrun(tmp_path: Path) -> None:
         env=dict(NNODES='2', NODE_RANK='1', PORT=port, MASTER_ADDR='10.0.0.1'))
     assert args == [
         '-m', 'torch.distributed.run', '--nnodes=2', '--node_rank=1',
-        '--master_addr=10.0.0.1', '--nproc_per_node=4', f'--master_port={port}',
+        '--master_addr=10.0.0.1', '--nproc_per_node=4',
+        f'--master_port={port}',
         f'{TOOLS}/train.py', 'cfg.py', '--launcher', 'pytorch', '--amp',
         '--cfg-options', 'a.b=1 2'
     ]
