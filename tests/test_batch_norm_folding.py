@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from ce_mmdet.backbones.ce_resnet import conv_norm_ce
-from ce_mmdet.layers import BatchNormCE, BatchNormFold, ChannelEquilibrium
+from ce_mmdet.layers import BatchNormCE, BatchNormFold
 from ce_mmdet.layers import channel_equilibrium as ce_module
+from test_channel_equilibrium import randomized_ce
 
 CHANNELS = 32
 
@@ -24,15 +25,6 @@ def random_bn(training: bool, norm_type=nn.BatchNorm2d) -> nn.Module:
     return bn.train(training)
 
 
-def random_ce() -> ChannelEquilibrium:
-    torch.manual_seed(1)
-    ce = ChannelEquilibrium(CHANNELS).double()
-    with torch.no_grad():
-        ce.gate_logit.fill_(0.3)
-        ce.reweighting.norm.bias.uniform_(-0.5, 0.5)
-    return ce
-
-
 @pytest.mark.parametrize('norm,folds', [
     (lambda: random_bn(False), True),
     (lambda: random_bn(True), True),
@@ -45,7 +37,7 @@ def random_ce() -> ChannelEquilibrium:
     (lambda: BatchNormCE(CHANNELS).eval(), False),
 ])
 def test_which_norms_ce_folds(norm, folds):
-    fold = random_ce().fold_for(norm())
+    fold = randomized_ce(CHANNELS).double().fold_for(norm())
     assert (fold is not None) == folds
     if fold is not None:
         assert not fold.input_is_shifted
@@ -72,7 +64,7 @@ def test_shifted_and_unshifted_folds_equal_bn_then_ce(bn_training,
     runs = []
     for way in ('separate', 'folded', 'shifted'):
         bn = random_bn(bn_training)
-        ce = random_ce().train(ce_training)
+        ce = randomized_ce(CHANNELS).double().train(ce_training)
         inp = x.clone().requires_grad_()
         if way == 'separate':
             out = ce(bn(inp))
@@ -115,7 +107,8 @@ def test_conv_norm_ce_decides_the_fold_once(monkeypatch, training):
         ce_module, 'is_foldable_batch_norm',
         lambda norm: calls.append(norm) or original(norm))
     conv = nn.Conv2d(8, CHANNELS, 3, padding=1, bias=False).double()
-    bn, ce = random_bn(training), random_ce().train(training)
+    bn = random_bn(training)
+    ce = randomized_ce(CHANNELS).double().train(training)
     x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
     expected = copy.deepcopy(ce)(copy.deepcopy(bn)(conv(x)))
     out = conv_norm_ce(conv, bn, ce, x)

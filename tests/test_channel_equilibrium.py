@@ -318,6 +318,17 @@ def test_training_batchnorm_fold_refuses_one_value_per_channel():
         ce(torch.randn(1, 32, 1, 1), preceding_norm=bn)
 
 
+def reference_ir(ce: ChannelEquilibrium, x: torch.Tensor) -> torch.Tensor:
+    """``a`` (N, C) of the plain IR MLP with ``ce``'s weights, as the
+    float64 reference writes it."""
+    v = x.flatten(2).var(-1, unbiased=True)
+    ir = ce.reweighting
+    hidden = torch.relu(torch.nn.functional.layer_norm(
+        v @ ir.squeeze.weight.t(), (ir.squeeze.out_features, ),
+        ir.norm.weight, ir.norm.bias, 1e-5))
+    return torch.sigmoid(hidden @ ir.excite.weight.t())
+
+
 def test_eval_before_training_is_the_closed_form():
     """Untrained, in eval: W = I, s = 1 (the initial running values), gate 0
     (lambda = 1/2), so CE(x) = x / 2 + x a(v) / 2 with
@@ -328,11 +339,7 @@ def test_eval_before_training_is_the_closed_form():
     with torch.no_grad():
         ce.gate_logit.zero_()
     x = sample_input().double()
-    v = x.flatten(2).var(-1, unbiased=True)  # (N, C)
-    ir = ce.reweighting
-    hidden = torch.relu(torch.nn.functional.layer_norm(
-        v @ ir.squeeze.weight.t(), (8, ), ir.norm.weight, ir.norm.bias, 1e-5))
-    a = torch.sigmoid(hidden @ ir.excite.weight.t())
+    a = reference_ir(ce, x)
     expected = 0.5 * x + 0.5 * x * a[:, :, None, None]
     torch.testing.assert_close(ce(x), expected, rtol=1e-12, atol=1e-12)
 
@@ -384,14 +391,3 @@ def test_reweighting_module_is_what_ce_applies(training):
                                [x, *ce.reweighting.parameters()])
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-10)
-
-
-def reference_ir(ce: ChannelEquilibrium, x: torch.Tensor) -> torch.Tensor:
-    """``a`` (N, C) of the plain IR MLP with ``ce``'s weights, as the
-    float64 reference writes it."""
-    v = x.flatten(2).var(-1, unbiased=True)
-    ir = ce.reweighting
-    hidden = torch.relu(torch.nn.functional.layer_norm(
-        v @ ir.squeeze.weight.t(), (ir.squeeze.out_features, ),
-        ir.norm.weight, ir.norm.bias, 1e-5))
-    return torch.sigmoid(hidden @ ir.excite.weight.t())
