@@ -310,6 +310,49 @@ def test_fig1_report_redraws_from_json_and_refuses_other_files(tmp_path):
     assert not (tmp_path / 'bad').exists()
 
 
+
+def test_kept_measurement_reused_only_for_same_checkpoint_and_settings(
+        tmp_path, monkeypatch):
+    """``measure_work_dir`` keeps a model's measurement in its work dir and
+    reuses it while the checkpoint and every setting are unchanged; a new
+    checkpoint, other settings or an unreadable file are measured anew."""
+    from ce_mmdet.analysis import fig1
+    calls = []
+
+    def fake_measure_model(name, seed, config, checkpoint, work_dir, tau,
+                           *args, **kwargs):
+        calls.append((checkpoint, tau))
+        return fig1_measurement(name, seed, [[90.0, 50.0, float(len(calls))]],
+                                [90.0, 70.0, 10.0])
+
+    monkeypatch.setattr(fig1, 'measure_model', fake_measure_model)
+    work_dir = tmp_path / 'vgg_bn_shapes10_seed0'
+    work_dir.mkdir()
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_6.pth'))
+    options = dict(tau=0.1, epsilon=0.01, analysis_images=20,
+                   ablation_images=20, fractions=(0.0, 0.5, 1.0),
+                   ablation_seeds=(0,), cfg_options={'a.b': (1, 2)})
+
+    def measure(**changes):
+        return fig1.measure_work_dir('BN', 0, 'vgg.py', str(work_dir),
+                                     **{**options, **changes})
+
+    first, reused = measure()
+    assert not reused and len(calls) == 1
+    again, reused = measure()  # tuples read back from JSON as lists
+    assert reused and again == first and len(calls) == 1
+    _, reused = measure(tau=0.2)
+    assert not reused and calls[-1][1] == 0.2
+    _, reused = measure()  # the file now holds tau 0.2's
+    assert not reused and len(calls) == 3
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_7.pth'))
+    _, reused = measure()
+    assert not reused and calls[-1][0].endswith('epoch_7.pth')
+    (work_dir / fig1.MEASUREMENT_FILE).write_text('{not json')
+    _, reused = measure()
+    assert not reused and len(calls) == 5
+    assert measure()[1]
+
 # ------------------------------------------------------------------ NormCE
 @pytest.mark.parametrize('norm_cfg', [
     dict(type='GN', num_groups=1),
@@ -492,8 +535,8 @@ def test_fig1_configs_are_the_labelled_pairs():
 
 def test_fig1_demo_quick(tmp_path: Path, run_quick_demo) -> None:
     """``run_demo.sh fig1`` with QUICK=1 in a stand-in checkout with a tiny
-    generated set: trains BN and BN+CE, measures them, writes the table,
-    the figure and the ablation curves."""
+    generated set: trains BN and BN+CE, measures each after its training,
+    writes the table, the figure and the ablation curves."""
     import json
 
     from ce_mmdet.datasets import (
@@ -503,7 +546,9 @@ def test_fig1_demo_quick(tmp_path: Path, run_quick_demo) -> None:
     generate_shapes_classification_set(
         tmp_path / 'data' / 'shapes10_quick', num_train=20, num_val=10,
         image_size=32, classes=SHAPE_NAMES, show_progress=False)
-    run_quick_demo('fig1')
+    output = run_quick_demo('fig1')
+    # each model measured as soon as it was trained, the report reading them
+    assert output.count('measured already') == 2, output[-3000:]
     report = tmp_path / 'work_dirs' / 'fig1_quick' / 'report'
     criteria, ablation = (report / 'fig1.md').read_text().split('\n\n')[1:3]
     rows = [line for line in criteria.splitlines() if line.startswith('| BN')]

@@ -6,15 +6,18 @@
 #   3. train the Fig. 1 classifiers of configs/fig1/ with MMPretrain's
 #      training script (tools/pretrain/train.py): BN, BN+CE, LN, LN+CE, ELU,
 #      CE+ELU, LeakyReLU, CE+LeakyReLU at seed 0, and BN, BN+CE at seed 1,
-#   4. measure each (tools/analysis_tools/fig1_report.py): inhibited
-#      channels (relative tau, dead, small) and cumulative ablation (top-1 as
-#      channels are zeroed), and write work_dirs/fig1/report/fig1.{md,png,json}.
+#   4. measure each as soon as it is trained (tools/analysis_tools/
+#      fig1_report.py --measure-only): inhibited channels (relative tau, dead,
+#      small) and cumulative ablation (top-1 as channels are zeroed), kept in
+#      its work dir, and write work_dirs/fig1/report/fig1.{md,png,json}.
 # A model already trained (its work dir holds last_checkpoint) is not
-# trained again: delete work_dirs/fig1/<config>_seed<S> to retrain it.
+# trained again, nor measured again while its checkpoint and the measuring
+# settings are those of its fig1_measurement.json: delete
+# work_dirs/fig1/<config>_seed<S> to retrain it.
 #
-# Trainings run JOBS at a time (default: one per core), each on one thread
-# with its output in work_dirs/fig1/logs/: these small networks use two
-# single-thread processes better than one two-thread process.
+# Trainings and measurements run JOBS at a time (default: one per core), each
+# on one thread with its output in work_dirs/fig1/logs/: these small networks
+# use two single-thread processes better than one two-thread process.
 #
 # Usage: bash tools/fig1_demo.sh
 # Environment: QUICK=1 (BN and BN+CE, seed 0, a few iterations each on a
@@ -105,59 +108,99 @@ else
 fi
 generate_time=$((SECONDS - start))
 
-declare -A took started run_of log_of
+# Trainings and measurements share the JOBS slots: a model is measured
+# (fig1_report.py --measure-only, kept in its work dir) as soon as it is
+# trained, ahead of the next training, so that no core idles while the last
+# trainings finish; the report then reads the kept measurements.
+declare -A took measure_took started run_of kind_of log_of
+to_train=() to_measure=()
+for run in "${runs[@]}"; do
+  model=${run%:*} seed=${run#*:}
+  if [[ -f $root/${config_of[$model]}_seed$seed/last_checkpoint ]]; then
+    say "$model seed $seed: trained already ($root/${config_of[$model]}_seed$seed)"
+    to_measure+=("$run")
+  else
+    to_train+=("$run")
+  fi
+done
 mkdir -p "$root/logs"
-finish_one() {  # wait for any training; stop everything if it failed
+start_next() {  # start the next measurement, else the next training
+  local run kind model seed stem
+  if (( ${#to_measure[@]} > 0 )); then
+    run=${to_measure[0]} kind=measure
+    to_measure=("${to_measure[@]:1}")
+  else
+    run=${to_train[0]} kind=train
+    to_train=("${to_train[@]:1}")
+  fi
+  model=${run%:*} seed=${run#*:}
+  stem=${config_of[$model]}
+  log_of[$kind:$run]=$root/logs/${stem}_seed${seed}_$kind.log
+  started[$kind:$run]=$SECONDS
+  if [[ $kind == train ]]; then
+    say "training $model seed $seed: configs/fig1/$stem.py into $root/${stem}_seed$seed (log: ${log_of[$kind:$run]})"
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" tools/pretrain/train.py \
+      "configs/fig1/$stem.py" --work-dir "$root/${stem}_seed$seed" \
+      --cfg-options "randomness.seed=$seed" "${train_options[@]}" \
+      >"${log_of[$kind:$run]}" 2>&1 &
+  else
+    say "measuring $model seed $seed (log: ${log_of[$kind:$run]})"
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" \
+      tools/analysis_tools/fig1_report.py --measure-only --models "$model" \
+      --seeds "$seed" --work-root "$root" "${report_options[@]}" \
+      >"${log_of[$kind:$run]}" 2>&1 &
+  fi
+  run_of[$!]=$run kind_of[$!]=$kind
+}
+finish_one() {  # wait for any job; stop everything if it failed
   local pid status=0
   wait -n -p pid || status=$?
-  local run=${run_of[$pid]}
-  took[$run]=$((SECONDS - started[$run]))
+  local run=${run_of[$pid]} kind=${kind_of[$pid]}
+  local seconds=$((SECONDS - started[$kind:$run]))
   if [[ $status -ne 0 ]]; then
-    tail -n 30 "${log_of[$run]}" >&2
-    say "training $run failed (exit $status); its log: ${log_of[$run]}"
+    tail -n 30 "${log_of[$kind:$run]}" >&2
+    say "${kind}ing $run failed (exit $status); its log: ${log_of[$kind:$run]}"
     kill $(jobs -p) 2>/dev/null || true
     exit 1
   fi
-  say "trained $run in $(minutes "${took[$run]}") ($(grep -o 'accuracy/top1: [0-9.]*' "${log_of[$run]}" | tail -n 1))"
+  if [[ $kind == train ]]; then
+    took[$run]=$seconds
+    to_measure+=("$run")
+    say "trained $run in $(minutes "$seconds") ($(grep -o 'accuracy/top1: [0-9.]*' "${log_of[$kind:$run]}" | tail -n 1))"
+  else
+    measure_took[$run]=$seconds
+    say "measured $run in $(minutes "$seconds")"
+  fi
 }
 running=0
-training_start=$SECONDS
-for run in "${runs[@]}"; do
-  model=${run%:*} seed=${run#*:}
-  stem=${config_of[$model]}
-  work_dir=$root/${stem}_seed$seed
-  if [[ -f $work_dir/last_checkpoint ]]; then
-    say "$model seed $seed: trained already ($work_dir)"
-    continue
+jobs_start=$SECONDS
+while :; do
+  if (( running < jobs && ${#to_measure[@]} + ${#to_train[@]} > 0 )); then
+    start_next
+    running=$((running + 1))
+  elif (( running > 0 )); then
+    finish_one
+    running=$((running - 1))
+  else
+    break
   fi
-  if (( running >= jobs )); then finish_one; running=$((running - 1)); fi
-  log_of[$run]=$root/logs/${stem}_seed$seed.log
-  say "training $model seed $seed: configs/fig1/$stem.py into $work_dir (log: ${log_of[$run]})"
-  started[$run]=$SECONDS
-  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" tools/pretrain/train.py \
-    "configs/fig1/$stem.py" --work-dir "$work_dir" \
-    --cfg-options "randomness.seed=$seed" "${train_options[@]}" \
-    >"${log_of[$run]}" 2>&1 &
-  run_of[$!]=$run
-  running=$((running + 1))
 done
-while (( running > 0 )); do finish_one; running=$((running - 1)); done
-training_time=$((SECONDS - training_start))
+jobs_time=$((SECONDS - jobs_start))
 
-say "measuring: inhibited channels and cumulative ablation"
+say "writing the report from the kept measurements"
 start=$SECONDS
 seed_list=($seeds)
 extra_list=($extra_seeds)
 "$py" tools/analysis_tools/fig1_report.py --models $models \
   --seeds "${seed_list[@]}" ${extra_list[@]:+--extra-seeds "${extra_list[@]}"} \
   --work-root "$root" --out-dir "$root/report" "${report_options[@]}"
-measure_time=$((SECONDS - start))
+report_time=$((SECONDS - start))
 
 {
   echo
-  echo "Data: $(minutes "$generate_time"); trainings: $(minutes "$training_time") ($jobs at a time); measurements: $(minutes "$measure_time");"
+  echo "Data: $(minutes "$generate_time"); trainings and measurements: $(minutes "$jobs_time") ($jobs at a time); report: $(minutes "$report_time");"
   for run in "${runs[@]}"; do
-    [[ -n ${took[$run]:-} ]] && echo "training $run: $(minutes "${took[$run]}")"
+    echo "$run: training $(minutes "${took[$run]:-0}")$([[ -z ${took[$run]:-} ]] && echo ' (trained before)'), measurement $(minutes "${measure_took[$run]:-0}")"
   done
   echo "whole command: $(minutes "$SECONDS")."
 } | tee -a "$root/report/fig1.md"

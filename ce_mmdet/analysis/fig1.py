@@ -7,7 +7,8 @@ inhibited-channel analysis (:func:`~.checkpoint_analysis.analyze_checkpoint`:
 the relative ``tau`` criterion and the absolute dead / small ones) and the
 cumulative ablation (:func:`~.checkpoint_analysis.ablate_checkpoint`: top-1
 as channels are zeroed; its fraction 0 is the model's top-1 on the val
-split). :func:`fig1_table` and :func:`plot_fig1` summarise them as the paper
+split); :func:`measure_work_dir` keeps that measurement in the model's work
+dir. :func:`fig1_table` and :func:`plot_fig1` summarise them as the paper
 does: (a) the norm pairs, (b) the activation pairs, inhibited share and
 top-1 error; (c) the ablation curves, which :func:`ablation_table` reduces
 to one number per order (the share of the above-chance top-1 kept).
@@ -31,7 +32,7 @@ from .checkpoint_analysis import (
     load_config,
 )
 from .inhibited_channels import format_percent
-from .output_files import save_figure
+from .output_files import save_figure, write_json
 
 FIG1_MODELS = {
     # name: (config stem in configs/fig1/, panel, pair)
@@ -122,6 +123,53 @@ def measure_model(name: str, seed: int, config: str, checkpoint: str,
         dead=analysis.dead['overall'], small=analysis.small['overall'],
         tau=tau, epsilon=epsilon,
         chance=chance_top1(load_config(config, cfg_options)), curves=curves)
+
+
+MEASUREMENT_FILE = 'fig1_measurement.json'
+"""Where :func:`measure_work_dir` keeps a model's measurement, in its work
+dir, beside the checkpoint it was taken of."""
+
+
+def measure_work_dir(name: str, seed: int, config: str, work_dir: str, *,
+                     tau: float, epsilon: float, analysis_images: int,
+                     ablation_images: Optional[int],
+                     fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                     ablation_seeds: Sequence[int] = DEFAULT_SEEDS,
+                     cfg_options: Optional[dict] = None
+                     ) -> tuple[Fig1Measurement, bool]:
+    """:func:`measure_model` on the checkpoint MMEngine last wrote in
+    ``work_dir``, kept in ``work_dir/fig1_measurement.json``; a measurement
+    kept there of the same checkpoint with the same settings is reused
+    instead (``tools/fig1_demo.sh`` measures each model as soon as it is
+    trained, and the report then reads them all).
+
+    Returns:
+        The measurement, and whether it was reused.
+
+    Raises:
+        FileNotFoundError: no checkpoint in ``work_dir``.
+    """
+    checkpoint = checkpoint_of(work_dir)
+    # as JSON stores them (lists, not tuples), so that they compare equal
+    settings = json.loads(json.dumps(dict(
+        config=config, checkpoint=checkpoint, tau=tau, epsilon=epsilon,
+        analysis_images=analysis_images, ablation_images=ablation_images,
+        fractions=list(fractions), ablation_seeds=list(ablation_seeds),
+        cfg_options=cfg_options)))
+    path = osp.join(work_dir, MEASUREMENT_FILE)
+    try:
+        with open(path, encoding='utf-8') as f:
+            kept = json.load(f)
+        if kept['settings'] == settings:
+            return Fig1Measurement.from_dict(kept['measurement']), True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none kept, or not one of ours: measure
+    result = measure_model(
+        name, seed, config, checkpoint, osp.join(work_dir, 'ablation'), tau,
+        epsilon, analysis_images, ablation_images, fractions=fractions,
+        ablation_seeds=ablation_seeds, cfg_options=cfg_options)
+    write_json(path, dict(settings=settings, measurement=result.to_dict()))
+    return result, False
 
 
 def chance_top1(cfg) -> float:

@@ -6,6 +6,9 @@ For each model label (``BN``, ``BN+CE``, ``LN``, ``LN+CE``, ``ELU``,
 and seed, reads the checkpoint MMEngine last wrote in
 ``<work-root>/<config>_seed<S>/``, and measures inhibited channels (relative
 tau, dead, small) and the cumulative ablation (top-1 as channels are zeroed).
+Each measurement is kept in the model's work dir (``fig1_measurement.json``)
+and reused while its checkpoint and the settings stay the same;
+``--measure-only`` measures without writing the report.
 Writes ``fig1.md`` (the tables printed: the channel criteria, and the share
 of the above-chance top-1 each order of ablation keeps), ``fig1.json`` and
 ``fig1.png`` into --out-dir; ``--from-json`` redraws them from a
@@ -37,11 +40,11 @@ from ce_mmdet.analysis.channel_ablation import (  # noqa: E402
 )
 from ce_mmdet.analysis.fig1 import (  # noqa: E402
     FIG1_MODELS,
+    MEASUREMENT_FILE,
     ablation_table,
-    checkpoint_of,
     fig1_table,
     load_fig1_json,
-    measure_model,
+    measure_work_dir,
     plot_fig1,
 )
 from ce_mmdet.analysis.output_files import write_json, write_text  # noqa: E402
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--tau', type=float, default=DEFAULT_TAU)
     parser.add_argument('--epsilon', type=float, default=DEFAULT_EPSILON)
     parser.add_argument('--out-dir', default='work_dirs/fig1/report')
+    parser.add_argument('--measure-only', action='store_true',
+                        help='measure (and keep in each work dir) without '
+                        'writing the report')
     parser.add_argument('--from-json', metavar='FIG1_JSON',
                         help='redraw the tables and the figure from this '
                         'fig1.json instead of measuring (the model options '
@@ -94,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def measure_results(args: argparse.Namespace) -> list:
-    """Measure every trained model the arguments name."""
+    """Measure every trained model the arguments name (or reuse the
+    measurement kept in its work dir, see ``measure_work_dir``)."""
     results = []
     for name in args.models:
         stem = FIG1_MODELS[name][0]
@@ -104,16 +111,20 @@ def measure_results(args: argparse.Namespace) -> list:
         for seed in seeds:
             work_dir = osp.join(args.work_root, f'{stem}_seed{seed}')
             try:
-                checkpoint = checkpoint_of(work_dir)
-                results.append(measure_model(
+                result, reused = measure_work_dir(
                     name, seed, osp.join(args.config_dir, f'{stem}.py'),
-                    checkpoint, osp.join(work_dir, 'ablation'), args.tau,
-                    args.epsilon, args.analysis_images, args.ablation_images,
+                    work_dir, tau=args.tau, epsilon=args.epsilon,
+                    analysis_images=args.analysis_images,
+                    ablation_images=args.ablation_images,
                     fractions=args.fractions,
                     ablation_seeds=args.ablation_seeds,
-                    cfg_options=args.cfg_options))
+                    cfg_options=args.cfg_options)
             except (FileNotFoundError, ValueError) as error:
                 sys.exit(f'fig1_report.py: {name} seed {seed}: {error}')
+            print(f'{name} seed {seed}: '
+                  f'{"measured already" if reused else "measured"} '
+                  f'({osp.join(work_dir, MEASUREMENT_FILE)})')
+            results.append(result)
     return results
 
 
@@ -126,6 +137,8 @@ def main() -> None:
             sys.exit(f'fig1_report.py: {error}')
     else:
         results = measure_results(args)
+        if args.measure_only:
+            return
     table = fig1_table(results) + '\n\n' + ablation_table(results)
     print(table)
     paths = dict(
