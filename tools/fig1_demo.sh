@@ -89,11 +89,12 @@ for model in $models; do
     done
   fi
 done
-say "expected: about 70 minutes on 2 CPU cores (70 min 12 s measured) for the ${#runs[@]} \
-trainings ($jobs at a time, about 8.5 minutes each without CE and 10.5 with \
-on one thread) and their measurements (about 1.5 minutes each): estimated \
-from single trainings$([[ $quick == 1 ]] && echo '; QUICK: 1-2 minutes'). \
-Each training log prints the estimate measured here ('Expected duration')."
+say "expected: about 50 minutes on 2 quiet CPU cores (49 min 46 s measured \
+from a fresh clone, data generation included), up to twice that on a slower \
+machine of this kind: the ${#runs[@]} trainings ($jobs at a time, 6-8 minutes \
+each without CE and 8-10 with, on one thread) and their measurements (1.5-2 \
+minutes each, as soon as each model is trained)$([[ $quick == 1 ]] && \
+echo '; QUICK: 1-2 minutes'). Each training log prints the estimate measured here ('Expected duration')."
 
 start=$SECONDS
 if [[ -d $data/train && -d $data/val ]]; then
