@@ -310,7 +310,6 @@ def test_fig1_report_redraws_from_json_and_refuses_other_files(tmp_path):
     assert not (tmp_path / 'bad').exists()
 
 
-
 def test_kept_measurement_reused_only_for_same_checkpoint_and_settings(
         tmp_path, monkeypatch):
     """``measure_work_dir`` keeps a model's measurement in its work dir and
@@ -352,6 +351,7 @@ def test_kept_measurement_reused_only_for_same_checkpoint_and_settings(
     _, reused = measure()
     assert not reused and len(calls) == 5
     assert measure()[1]
+
 
 # ------------------------------------------------------------------ NormCE
 @pytest.mark.parametrize('norm_cfg', [

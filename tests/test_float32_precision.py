@@ -27,6 +27,7 @@ project 0.95-3.7x the centred error at offsets 30 and 100, 0.40-0.91x at 0),
 so the network test compares each CE step at the inputs it gets in the
 network, and the network's outputs, instead.
 """
+import contextlib
 import copy
 from types import SimpleNamespace
 
@@ -228,28 +229,34 @@ def centred_conv_norm_ce(conv, norm, ce, x):
                                  group_size=ce.group_size)[0]
 
 
-def network_input_grad(model, x, weights, monkeypatch=None):
-    if monkeypatch is not None:
-        monkeypatch.setattr(ce_resnet, 'conv_norm_ce', centred_conv_norm_ce)
+@contextlib.contextmanager
+def blocks_running(step=None):
+    """CE-ResNet's blocks run ``step`` (e.g. ``centred_conv_norm_ce``)
+    instead of the project's ``conv_norm_ce`` inside the ``with`` (None:
+    the project's)."""
+    project = ce_resnet.conv_norm_ce
+    ce_resnet.conv_norm_ce = step or project
+    try:
+        yield
+    finally:
+        ce_resnet.conv_norm_ce = project
+
+
+def network_input_grad(model, x, weights, step=None):
     x = x.detach().clone().requires_grad_()
-    outs = model(x)
-    sum((o * w.to(o.dtype)).sum() for o, w in zip(outs, weights)).backward()
-    if monkeypatch is not None:
-        monkeypatch.undo()
+    with blocks_running(step):
+        outs = model(x)
+        sum((o * w.to(o.dtype)).sum()
+            for o, w in zip(outs, weights)).backward()
     return x.grad
 
 
-def network_outputs(model, x, monkeypatch=None):
-    if monkeypatch is not None:
-        monkeypatch.setattr(ce_resnet, 'conv_norm_ce', centred_conv_norm_ce)
-    with torch.no_grad():
-        outs = model(x)
-    if monkeypatch is not None:
-        monkeypatch.undo()
-    return outs
+def network_outputs(model, x, step=None):
+    with torch.no_grad(), blocks_running(step):
+        return model(x)
 
 
-def ce_calls(model, x, monkeypatch):
+def ce_calls(model, x):
     """Every ``conv_norm_ce`` step with CE of ``model(x)``: copies of its
     convolution, norm and CE as they were called, and the input it got."""
     calls = []
@@ -260,10 +267,8 @@ def ce_calls(model, x, monkeypatch):
             calls.append(copy.deepcopy((conv, norm, ce, inputs.detach())))
         return project(conv, norm, ce, inputs)
 
-    monkeypatch.setattr(ce_resnet, 'conv_norm_ce', record)
-    with torch.no_grad():
+    with torch.no_grad(), blocks_running(record):
         model(x)
-    monkeypatch.undo()
     return calls
 
 
@@ -281,7 +286,7 @@ def call_results(step, call, dtype, seed):
 
 
 @pytest.mark.parametrize('offset', [30.0, 100.0])
-def test_ce_resnet_detection_setting_float32(offset, monkeypatch):
+def test_ce_resnet_detection_setting_float32(offset):
     """CE-ResNet-50, detection setting, CE inputs far from zero mean: each
     CE step's output, input gradient and convolution weight gradient, at
     the inputs it gets in the network, and the network's outputs, as close
@@ -303,21 +308,22 @@ def test_ce_resnet_detection_setting_float32(offset, monkeypatch):
         shapes = [o.shape for o in model(x)]
     weights = [torch.randn(s, generator=generator, dtype=torch.float64)
                for s in shapes]
-    truth = network_input_grad(copy.deepcopy(model), x, weights, monkeypatch)
+    truth = network_input_grad(copy.deepcopy(model), x, weights,
+                               centred_conv_norm_ce)
     # float64: the fused project path and the centred reference agree.
     ours64 = network_input_grad(copy.deepcopy(model), x, weights)
     assert relative_error(ours64, truth) < 1e-8
 
-    truth = network_outputs(copy.deepcopy(model), x, monkeypatch)
+    truth = network_outputs(copy.deepcopy(model), x, centred_conv_norm_ce)
     ours = network_outputs(copy.deepcopy(model).float(), x.float())
     centred = network_outputs(copy.deepcopy(model).float(), x.float(),
-                              monkeypatch)
+                              centred_conv_norm_ce)
     for stage, (mine, reference, expected) in enumerate(
             zip(ours, centred, truth)):
         bound = NETWORK_FACTOR * relative_error(reference, expected) + FLOOR
         assert relative_error(mine, expected) <= bound, f'output {stage}'
 
-    calls = ce_calls(copy.deepcopy(model), x, monkeypatch)
+    calls = ce_calls(copy.deepcopy(model), x)
     assert len(calls) == 14  # the stem and 13 blocks of stages 1-3
     for index, call in enumerate(calls):
         expected = call_results(centred_conv_norm_ce, call, torch.float64,

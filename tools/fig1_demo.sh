@@ -94,7 +94,8 @@ from a fresh clone, data generation included), up to twice that on a slower \
 machine of this kind: the ${#runs[@]} trainings ($jobs at a time, 6-8 minutes \
 each without CE and 8-10 with, on one thread) and their measurements (1.5-2 \
 minutes each, as soon as each model is trained)$([[ $quick == 1 ]] && \
-echo '; QUICK: 1-2 minutes'). Each training log prints the estimate measured here ('Expected duration')."
+echo '; QUICK: 1-2 minutes'). Each training log prints the estimate \
+measured here ('Expected duration')."
 
 start=$SECONDS
 if [[ -d $data/train && -d $data/val ]]; then
@@ -114,11 +115,13 @@ generate_time=$((SECONDS - start))
 # trained, ahead of the next training, so that no core idles while the last
 # trainings finish; the report then reads the kept measurements.
 declare -A took measure_took started run_of kind_of log_of
+work_dir_of() {  # work_dir_of MODEL:SEED
+  echo "$root/${config_of[${1%:*}]}_seed${1#*:}"
+}
 to_train=() to_measure=()
 for run in "${runs[@]}"; do
-  model=${run%:*} seed=${run#*:}
-  if [[ -f $root/${config_of[$model]}_seed$seed/last_checkpoint ]]; then
-    say "$model seed $seed: trained already ($root/${config_of[$model]}_seed$seed)"
+  if [[ -f $(work_dir_of "$run")/last_checkpoint ]]; then
+    say "${run%:*} seed ${run#*:}: trained already ($(work_dir_of "$run"))"
     to_measure+=("$run")
   else
     to_train+=("$run")
@@ -126,7 +129,7 @@ for run in "${runs[@]}"; do
 done
 mkdir -p "$root/logs"
 start_next() {  # start the next measurement, else the next training
-  local run kind model seed stem
+  local run kind model seed stem work_dir
   if (( ${#to_measure[@]} > 0 )); then
     run=${to_measure[0]} kind=measure
     to_measure=("${to_measure[@]:1}")
@@ -135,13 +138,13 @@ start_next() {  # start the next measurement, else the next training
     to_train=("${to_train[@]:1}")
   fi
   model=${run%:*} seed=${run#*:}
-  stem=${config_of[$model]}
+  stem=${config_of[$model]} work_dir=$(work_dir_of "$run")
   log_of[$kind:$run]=$root/logs/${stem}_seed${seed}_$kind.log
   started[$kind:$run]=$SECONDS
   if [[ $kind == train ]]; then
-    say "training $model seed $seed: configs/fig1/$stem.py into $root/${stem}_seed$seed (log: ${log_of[$kind:$run]})"
+    say "training $model seed $seed: configs/fig1/$stem.py into $work_dir (log: ${log_of[$kind:$run]})"
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" tools/pretrain/train.py \
-      "configs/fig1/$stem.py" --work-dir "$root/${stem}_seed$seed" \
+      "configs/fig1/$stem.py" --work-dir "$work_dir" \
       --cfg-options "randomness.seed=$seed" "${train_options[@]}" \
       >"${log_of[$kind:$run]}" 2>&1 &
   else
