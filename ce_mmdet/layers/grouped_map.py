@@ -208,7 +208,11 @@ def _small_graph_outside_inductor(statistics_to_map: MapBuilder, *args):
     in some networks (CE-ResNet's stem: a buffer is read after its reuse,
     ``UnboundLocalError: ... 'bufN'``), and ops on g x g matrices gain
     nothing from compiling anyway. Costs a graph break per CE layer in
-    training; inference and export keep one graph.
+    training; inference and export keep one graph. Still needed on torch
+    2.14.1: without it, Inductor compiles CE-ResNet-50's training as one
+    graph for one input shape, but fails once a new shape makes the shapes
+    dynamic (``InductorError: TypeError: cannot determine truth value of
+    Relational``), as a detector's varying image sizes do.
     """
     return statistics_to_map(*args)
 
