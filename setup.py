@@ -70,10 +70,13 @@ setup(
         # onnxscript: the ONNX export checks (torch's default exporter needs
         # onnxscript); atheris: the checkpoint-loading fuzzer; pinned in
         # tools/constraints.txt
+        # model-index: OpenMMLab's metafile schema check
         'tests': [
             'pytest', 'pytest-xdist', 'ruff', 'onnx', 'onnxruntime',
-            'onnxscript', 'atheris'
+            'onnxscript', 'atheris', 'model-index'
         ],
+        # the documentation (docs/en/, built by the suite with -W)
+        'docs': ['sphinx', 'myst-parser', 'furo'],
         'mim': [MMCV_REQUIREMENT],
     },
     license='Apache-2.0',

@@ -1,7 +1,7 @@
 """Mask R-CNN + FPN with a proportional-ReLU ResNet-50, 1x.
 
 "Rethink ReLU": fewer ReLUs than convolutions. Our design (the paper's
-details are not in our materials): every Bottleneck drops the ReLU after
+details are not published with it): every Bottleneck drops the ReLU after
 bn1 and keeps the one after bn2 and after the addition, 3 convolutions : 2
 ReLUs (``kept_relus='proportional'``). Everything else is
 ``mask_rcnn_r50_fpn.py``.

@@ -1,12 +1,14 @@
 """An independent, plain float64 implementation of CE's equations.
 
-Written straight from ../shared/ce_reference.md, one step per line, with
+Written straight from the equations in docs/en/advanced_guides/design.md
+("The method, in equations"), one step per line, with
 none of the fused tricks of ce_mmdet.layers: explicit centring, torch.var,
 per-group loops. Tests compare the real module against it.
 """
 import torch
 
-# The paper's (and the release's) constants, from ../shared/ce_reference.md:
+# The paper's (and the release's) constants (docs/en/advanced_guides/
+# design.md):
 # the tests pass these, never the module's own values, so that a wrong
 # default in ce_mmdet cannot make its reference agree with it.
 PAPER_BLOCK_GROUP_SIZE = 16

@@ -169,7 +169,8 @@ def test_torchvision_weights_load_and_ce_keys_are_logged(tmp_path):
 
 # ------------------------------------------------------ released checkpoints
 def release_layout_state_dict(depth=50, prefix=''):
-    """A state dict in the CENet release layout, from the reference notes,
+    """A state dict in the CENet release layout (docs/en/advanced_guides/
+    design.md, "The released checkpoint"),
     with random values: torchvision names + ce1 / layerS.B.ce keys."""
     torch.manual_seed(0)
     plain = ResNet(depth=depth, init_cfg=None)
@@ -354,6 +355,7 @@ def test_converter_refuses_unknown_keys_and_accepts_missing_batch_counters(
 
 
 def test_converter_command_exits_non_zero_and_writes_nothing(tmp_path):
+    import hashlib
     import subprocess
     import sys
     tool = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) +
@@ -376,6 +378,16 @@ def test_converter_command_exits_non_zero_and_writes_nothing(tmp_path):
     result = subprocess.run([sys.executable, tool, src.replace('cenet', 'x'),
                              dst], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and 'no such file' in result.stderr
+    # A good file: the SHA-256 of what was read is printed and kept in meta.
+    save_release(src, release_layout_state_dict())
+    result = subprocess.run([sys.executable, tool, src, dst],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with open(src, 'rb') as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
+    assert f'read {src} (sha256 {sha256})' in result.stdout
+    meta = torch.load(dst, weights_only=True)['meta']
+    assert meta['source_sha256'] == sha256
 
 
 def test_converted_file_without_its_ce_tensors_is_refused_by_the_backbone(

@@ -1,5 +1,5 @@
 """Tests of collect_results.py on fabricated MMEngine work dirs, and of the
-baselines parsed from configs/README.md."""
+published baselines read from configs/published_results.yml."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,6 @@ import pytest
 from ce_mmdet.analysis.baselines import (
     Baseline,
     load_baselines,
-    parse_baselines,
 )
 from ce_mmdet.analysis.results_collector import (
     NoResultsError,
@@ -94,16 +93,35 @@ def test_work_dir_without_results_is_a_clear_error(tmp_path):
         collect_run(str(tmp_path / 'missing'))
 
 
-def test_baselines_come_from_the_configs_readme():
+def test_baselines_come_from_the_published_results_file(tmp_path):
     baselines = load_baselines()
     assert baselines['mask_rcnn_r50_fpn'] == Baseline(38.2, 34.7, '')
     assert baselines['mask_rcnn_ce_r101_fpn'].box == 40.0
     assert baselines['retinanet_ce_r50_fpn'] == Baseline(36.5, None, '')
-    markdown = ('| config | MMDetection (BN) box / mask | ours |\n'
-                '|---|---|---|\n'
-                '| [x.py](x.py) | 1.5 / – (note) | 2 / 3 |\n\n'
-                '| [y.py](y.py) | 9 / 9 |\n')
-    assert parse_baselines(markdown) == {'x': Baseline(1.5, None, '(note)')}
+    path = tmp_path / 'published.yml'
+    path.write_text('mmdetection_baselines:\n'
+                    '  x: {box: 1.5, mask: null, note: (note)}\n')
+    assert load_baselines(str(path)) == {'x': Baseline(1.5, None, '(note)')}
+    # A malformed entry is refused by name, not read as a wrong number.
+    path.write_text('mmdetection_baselines:\n  x: {box: 38.2 / 34.7}\n')
+    with pytest.raises(ValueError, match=r'mmdetection_baselines\.x\.box'):
+        load_baselines(str(path))
+    path.write_text('mmdetection_baselines:\n  y: {mask: 30.0}\n')
+    with pytest.raises(ValueError, match='mmdetection_baselines.y: expected'):
+        load_baselines(str(path))
+    with pytest.raises(FileNotFoundError, match='published baselines'):
+        load_baselines(str(tmp_path / 'missing.yml'))
+
+
+def test_every_detection_config_with_a_bn_counterpart_has_a_baseline():
+    """The data file names configs that exist, and every COCO Mask R-CNN
+    config here has MMDetection's baseline beside it."""
+    configs = {path.stem for path in (REPO_ROOT / 'configs').glob('*.py')}
+    configs |= {path.stem for path in
+                (REPO_ROOT / 'configs' / 'detectors').glob('*.py')}
+    baselines = load_baselines()
+    assert set(baselines) <= configs, set(baselines) - configs
+    assert configs <= set(baselines), configs - set(baselines)
 
 
 def test_command_line_prints_the_table(tmp_path):

@@ -477,13 +477,6 @@ def test_coco_schedule_is_mmdetections(path: Path) -> None:
         assert (warmup.type, warmup.start_factor) == ('LinearLR', 0.001)
 
 
-def test_readme_lists_every_config() -> None:
-    readme = (CONFIG_DIR / 'README.md').read_text(encoding='utf-8')
-    missing = [_config_id(path) for path in ALL_CONFIGS
-               if f'({_config_id(path)})' not in readme]
-    assert not missing, f'configs/README.md does not link {missing}'
-
-
 # ---------------------------------------------------- missing checkpoint
 def test_missing_ce_checkpoint_says_how_to_make_it(tmp_path: Path) -> None:
     backbone_cfg = _load('mask_rcnn_ce_r50_fpn.py').model.backbone

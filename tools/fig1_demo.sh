@@ -89,9 +89,8 @@ for model in $models; do
     done
   fi
 done
-say "expected: about 50 minutes on 2 quiet CPU cores (49 min 46 s measured \
-from a fresh clone, data generation included), up to twice that on a slower \
-machine of this kind: the ${#runs[@]} trainings ($jobs at a time, 6-8 minutes \
+say "expected: 50-70 minutes on 2 otherwise idle CPU cores (49 min 46 s on an \
+AMD EPYC, 70 min 12 s on an Intel machine, data generation included): the ${#runs[@]} trainings ($jobs at a time, 6-8 minutes \
 each without CE and 8-10 with, on one thread) and their measurements (1.5-2 \
 minutes each, as soon as each model is trained)$([[ $quick == 1 ]] && \
 echo '; QUICK: 1-2 minutes'). Each training log prints the estimate \

@@ -69,13 +69,15 @@ if [[ $seed == 0 && $quick == 0 && -f work_dirs/$detector/eval_val.log ]]; then
 else
   scratch_reused=0
 fi
-expected=12
-[[ $scratch_reused == 0 ]] && expected=19
-[[ $quick == 1 ]] && expected=2
-say "expected: about $expected minutes on 2 idle CPU cores where run_demo.sh \
-takes 7 (pretraining about 3, detection about 7, evaluations and start-up \
-about 2$([[ $scratch_reused == 0 ]] && echo ', from scratch about 7 more')); \
-2.5 times that on a slower machine of this kind.$(
+# measured on 2 CPU cores (docs/en/benchmarks.md): 14 min 37 s (Intel Xeon)
+# to 23 min 42 s with the from-scratch run reused, 30 min 44 s (AMD EPYC)
+# without
+expected='15-24'
+[[ $scratch_reused == 0 ]] && expected='25-35'
+[[ $quick == 1 ]] && expected='1-3'
+say "expected: $expected minutes on 2 otherwise idle CPU cores (measured; \
+pretraining 5-9 minutes, detection 9-14$([[ $scratch_reused == 0 ]] && \
+echo ', from scratch 10-18 more')).$(
   [[ $scratch_reused == 1 ]] && echo " From scratch: reusing $scratch_dir.") \
 Each training log prints the estimate measured here ('Expected duration')."
 

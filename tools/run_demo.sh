@@ -6,9 +6,10 @@
 #   4. evaluate the final checkpoint on the val split (tools/test.py: COCO
 #      bbox and segm AP) and draw its predictions on a few val images,
 #   5. plot the training loss curve.
-# About 7 minutes on 2 otherwise idle CPU cores (6 1/4 of them training:
-# 6 min 44 s measured); the training log prints the estimate measured on
-# this machine after 30 iterations ("Expected duration: ...").
+# 7-13 minutes on 2 otherwise idle CPU cores (measured 6 min 44 s to 12 min
+# 41 s; up to 23 on the slowest machine seen: docs/en/benchmarks.md); the
+# training log prints the estimate measured on this machine after 30
+# iterations ("Expected duration: ...").
 #
 # Usage: bash tools/run_demo.sh [ce|plain]
 #   ce     CE-ResNet-18 (default)
@@ -66,9 +67,9 @@ say() { printf '\n[run_demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 bash tools/setup_env.sh
 py=${CE_MMDET_VENV:-$repo/.venv}/bin/python
-say "expected: about 7 minutes on 2 idle CPU cores (measured; slower machines \
-up to twice that). After 30 training iterations the log prints the estimate \
-measured here ('Expected duration: ...')."
+say "expected: 7-13 minutes on 2 otherwise idle CPU cores (measured; up to 23 \
+on the slowest machine seen). After 30 training iterations the log prints the \
+estimate measured here ('Expected duration: ...')."
 
 # A complete set has both annotation files (the generator writes each last).
 if [[ -f $data_dir/annotations/instances_train.json &&

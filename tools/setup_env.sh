@@ -23,6 +23,7 @@ check_ready() {
   "$py" - <<'EOF' 2>/dev/null
 import mmcv, mmdet, mmengine, mmpretrain, pycocotools, pytest, ce_mmdet  # noqa: F401
 import xdist  # noqa: F401  (pytest-xdist: tools/run_tests.sh)
+import sphinx, myst_parser, furo, modelindex  # noqa: F401,E401  (tests/test_docs.py)
 from mmcv.ops import RoIAlign, nms  # noqa: F401  (compiled ops present)
 import torchvision.ops  # noqa: F401  (torchvision's ops fit this torch)
 EOF
@@ -106,7 +107,7 @@ else
   log=$venv/mmcv-build.log
   work=$(mktemp -d)
   source_dir=$(patched_mmcv_source "$work") || exit 1
-  say "building $(pin mmcv) (C++20) from source with its ops (15-30 minutes on 2 cores); log: $log"
+  say "building $(pin mmcv) (C++20) from source with its ops (9-33 minutes measured on 2 cores); log: $log"
   # --no-cache-dir: pip's wheel cache is keyed by the sdist, not by the
   # torch a wheel was built against
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
@@ -129,8 +130,8 @@ else
   mmcv_ok || { say "mmcv installed but its ops do not import; see $log"; exit 1; }
 fi
 
-say "installing mmdet, mmpretrain, pycocotools, pytest(-xdist), ruff, onnx(runtime, script), atheris and ce_mmdet (editable)"
-pip_install -q -e "$repo[tests]"
+say "installing mmdet, mmpretrain, pycocotools, pytest(-xdist), ruff, onnx(runtime, script), atheris, model-index, sphinx (myst-parser, furo) and ce_mmdet (editable)"
+pip_install -q -e "$repo[tests,docs]"
 
 check_ready || { say "environment check failed"; exit 1; }
 echo "$fingerprint" >"$stamp"

@@ -1,27 +1,24 @@
-"""MMDetection's BN baselines, read from the one place that lists them:
-``configs/README.md``.
+"""Numbers published by others, read from the one file that holds them:
+``configs/published_results.yml``.
 
-The README's tables have a first column linking a config
-(``[mask_rcnn_ce_r50_fpn.py](mask_rcnn_ce_r50_fpn.py)``) and a column
-headed ``MMDetection (BN) box / mask`` with cells such as ``38.2 / 34.7``,
-``38.2 / 34.7 (R-50)`` or ``37.4 / –`` (no mask head). Editing the README
-is how the baselines change; nothing else holds them.
+That file lists MMDetection's BN baselines per ce_mmdet config (COCO
+val2017, box / mask AP), the CE paper's claims and its Fig. 1, and the
+ImageNet top-1 figures that the pretraining configs should reach. The
+results collector (``tools/analysis_tools/collect_results.py``) and the
+model-zoo pages (:mod:`ce_mmdet.analysis.model_zoo`) read it; editing it is
+how the numbers change.
 """
 from __future__ import annotations
 
 import os.path as osp
-import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
-CONFIGS_README = 'configs/README.md'
-"""Where the baselines are, in what ce_mmdet ships
+import yaml
+
+PUBLISHED_RESULTS = 'configs/published_results.yml'
+"""Where the published numbers are, in what ce_mmdet ships
 (:func:`~ce_mmdet.utils.package_resource`)."""
-
-BASELINE_COLUMN = 'MMDetection (BN)'
-_CONFIG_LINK = re.compile(r'\[([^\]]+?)\.py\]\(')
-_NUMBER = r'(\d+(?:\.\d+)?|–|-)'
-_BOX_MASK = re.compile(rf'^\s*{_NUMBER}\s*/\s*{_NUMBER}')
 
 
 @dataclass(frozen=True)
@@ -31,50 +28,67 @@ class Baseline:
     Attributes:
         box: box AP in percent.
         mask: mask AP in percent; None for detectors without masks.
-        note: the rest of the README's cell, e.g. ``'(R-50)'``.
+        note: what qualifies the comparison, e.g. ``'(R-50)'``.
     """
     box: Optional[float]
     mask: Optional[float]
     note: str = ''
 
 
-def parse_baselines(markdown: str) -> dict[str, Baseline]:
-    """``{config name without .py: Baseline}`` from README Markdown tables."""
-    baselines: dict[str, Baseline] = {}
-    column = None
-    for line in markdown.splitlines():
-        if not line.lstrip().startswith('|'):
-            column = None
-            continue
-        cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
-        headers = [i for i, cell in enumerate(cells)
-                   if cell.startswith(BASELINE_COLUMN)]
-        if headers:
-            column = headers[0]
-            continue
-        if column is None or column >= len(cells):
-            continue
-        link = _CONFIG_LINK.search(cells[0])
-        values = _BOX_MASK.match(cells[column])
-        if not link or not values:
-            continue
-        box, mask = (None if v in ('–', '-') else float(v)
-                     for v in values.groups())
-        name = osp.basename(link.group(1))
-        baselines[name] = Baseline(box=box, mask=mask,
-                                   note=cells[column][values.end():].strip())
-    return baselines
+def load_published_results(path: Optional[str] = None) -> dict[str, Any]:
+    """The parsed ``published_results.yml`` (default: the one ce_mmdet
+    ships, installed or checked out).
 
-
-def load_baselines(readme: Optional[str] = None) -> dict[str, Baseline]:
-    """:func:`parse_baselines` of ``readme`` (default: the
-    ``configs/README.md`` ce_mmdet ships, installed or checked out)."""
-    if readme is None:
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a YAML mapping.
+    """
+    if path is None:
         from ce_mmdet.utils import package_resource
-        readme = package_resource(CONFIGS_README)
-    if not osp.isfile(readme):
+        path = package_resource(PUBLISHED_RESULTS)
+    if not osp.isfile(path):
         raise FileNotFoundError(
-            f'{readme!r} not found: the baselines are read from ce_mmdet\'s '
-            'configs/README.md (or a file of the same tables)')
-    with open(readme, encoding='utf-8') as f:
-        return parse_baselines(f.read())
+            f'{path!r} not found: the published baselines are read from '
+            f'ce_mmdet\'s {PUBLISHED_RESULTS} (or a file of the same layout)')
+    with open(path, encoding='utf-8') as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a YAML mapping of sections, '
+                         f'got {type(data).__name__}')
+    return data
+
+
+def _ap(value: Any, where: str) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{where}: expected a number (AP in percent) or '
+                         f'null, got {value!r}')
+    return float(value)
+
+
+def load_baselines(path: Optional[str] = None) -> dict[str, Baseline]:
+    """``{config name without .py: Baseline}`` from the
+    ``mmdetection_baselines`` section of ``path`` (see
+    :func:`load_published_results`).
+
+    Raises:
+        ValueError: an entry without a ``box`` number, or a value that is
+            not a number; the message names the entry.
+    """
+    data = load_published_results(path)
+    entries = data.get('mmdetection_baselines')
+    if not isinstance(entries, dict):
+        raise ValueError(f'{path or PUBLISHED_RESULTS}: no '
+                         '"mmdetection_baselines" mapping')
+    baselines = {}
+    for name, entry in entries.items():
+        where = f'mmdetection_baselines.{name}'
+        if not isinstance(entry, dict) or 'box' not in entry:
+            raise ValueError(f'{where}: expected a mapping with "box" and '
+                             f'"mask" (AP in percent), got {entry!r}')
+        baselines[name] = Baseline(
+            box=_ap(entry['box'], f'{where}.box'),
+            mask=_ap(entry.get('mask'), f'{where}.mask'),
+            note=str(entry.get('note', '')))
+    return baselines

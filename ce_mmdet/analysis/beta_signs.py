@@ -75,8 +75,9 @@ def pooled_share(layers: list[NormLayerBeta]) -> dict:
     """Channel-weighted shares of ``beta <= 0``: overall and per stage.
 
     Returns:
-        ``{'overall': share or None, 'by_stage': {stage: share},
-        'channels': total C}``; None where no layer is given.
+        A dict with ``'overall'`` (the share, or None where no layer is
+        given), ``'by_stage'`` (``{stage: share}``) and ``'channels'``
+        (the total C).
     """
     by_stage: dict[str, list[int]] = {}
     for layer in layers:

@@ -20,6 +20,7 @@ import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
+from .baselines import load_published_results
 from .channel_ablation import (
     DEFAULT_FRACTIONS,
     DEFAULT_SEEDS,
@@ -47,13 +48,11 @@ FIG1_MODELS = {
 }
 """The Fig. 1 classifiers: label -> (config, panel, pair)."""
 
-PAPER_FIG1 = {
-    'BN': (70.8, 12.4), 'BN+CE': (15.0, 9.1), 'LN': (2.0, 9.7),
-    'LN+CE': (1.3, 9.2), 'ELU': (56.3, 16.6), 'CE+ELU': (24.5, 9.8),
-    'LeakyReLU': (24.4, 11.0), 'CE+LeakyReLU': (15.9, 10.2),
-}
-"""The paper's Fig. 1(a, b): inhibited channels (%) and top-1 error (%),
-read from the figure the authors publish with their code."""
+def paper_fig1() -> dict[str, tuple[float, float]]:
+    """The paper's Fig. 1(a, b): label -> (inhibited channels %, top-1
+    error %), from ``configs/published_results.yml`` (``paper_fig1``)."""
+    return {name: (entry['inhibited'], entry['top1_error'])
+            for name, entry in load_published_results()['paper_fig1'].items()}
 
 
 @dataclass
@@ -206,8 +205,9 @@ def fig1_table(results: list[Fig1Measurement]) -> str:
              f'{tau:g}) | dead (zero on every input) | small (m <= '
              f'{epsilon:g}) | paper: inhibited / error |',
              '|---|---|---|---|---|---|---|']
+    published = paper_fig1()
     for name, members in by_model(results).items():
-        paper = PAPER_FIG1.get(name)
+        paper = published.get(name)
         per_seed = ', '.join(
             f'{100 - r.top1:.1f}' for r in members) if len(members) > 1 else ''
         lines.append(

@@ -248,8 +248,10 @@ class CEResNet(PluginResNet):
 
 def _how_to_make(checkpoint: str) -> str:
     """The fix named when a CE-ResNet's local checkpoint is missing."""
-    return ('For a CE-ResNet, convert the authors\' ImageNet CENet '
-            'checkpoint with `python tools/model_converters/cenet2mmdet.py '
+    return ('For a CE-ResNet, download the authors\' ImageNet CE-ResNet-50 '
+            '(their CENet repository\'s model zoo; see '
+            'docs/en/user_guides/coco.md) and convert it '
+            'with `python tools/model_converters/cenet2mmdet.py '
             f'<CENet .pth or .pth.tar> {checkpoint}` (the release holds '
             'CE-ResNet-50 only; other depths need an ImageNet CE-ResNet of '
             'your own), or point the config at the converted file with '

@@ -3,7 +3,7 @@
 "Rethink ReLU to Training Better CNNs" (Zhao et al., 2017) claims that
 keeping the ratio of convolutions to ReLUs at N:M with N > M generalises
 better than pairing every convolution with a ReLU. Which ReLUs the paper
-removes is not in our materials: the option below and its presets are OUR
+removes is not known to us: the option below and its presets are OUR
 design, not the paper's. The stem ReLU and the ReLU after the residual
 addition always stay; ``kept_relus`` chooses, per block, which of the ReLUs
 between the block's convolutions stay:

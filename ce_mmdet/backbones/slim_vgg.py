@@ -30,8 +30,9 @@ class SlimVGG(VGG):
     Args:
         depth: 11, 13, 16 or 19 (convolutions per stage as VGG's).
         widths: output channels of each stage (one per stage).
-        num_stages, out_indices, conv_cfg, norm_cfg, act_cfg, dilations,
-        ceil_mode, with_last_pool, **kwargs: as MMPretrain's ``VGG``.
+        num_stages: as MMPretrain's ``VGG``, and so are ``out_indices``,
+            ``conv_cfg``, ``norm_cfg``, ``act_cfg``, ``dilations``,
+            ``ceil_mode``, ``with_last_pool`` and ``**kwargs``.
     """
 
     def __init__(self,

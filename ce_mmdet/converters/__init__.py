@@ -3,6 +3,7 @@ from .cenet import (
     CENetCheckpointError,
     convert_cenet_checkpoint,
     convert_cenet_state_dict,
+    file_sha256,
     infer_depth,
     load_cenet_state_dict,
     save_atomically,
@@ -10,6 +11,6 @@ from .cenet import (
 
 __all__ = [
     'CENetCheckpointError', 'convert_cenet_checkpoint',
-    'convert_cenet_state_dict', 'infer_depth', 'load_cenet_state_dict',
-    'save_atomically'
+    'convert_cenet_state_dict', 'file_sha256', 'infer_depth',
+    'load_cenet_state_dict', 'save_atomically'
 ]

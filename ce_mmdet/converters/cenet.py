@@ -1,6 +1,7 @@
 """Convert the authors' CENet ImageNet checkpoints to CE-ResNet weights.
 
-The release (layout in the project's reference notes) is a ``torch.save`` of
+The release (layout: docs/en/advanced_guides/design.md, "The released
+checkpoint") is a ``torch.save`` of
 ``{'epoch', 'model', 'state_dict', 'best_prec1', 'optimizer'}``; its
 ``state_dict`` uses torchvision's names for the plain ResNet parts (which
 MMDetection's ResNet shares) and, for each CE layer (``ce1`` in the stem,
@@ -16,6 +17,7 @@ MMDetection's ResNet shares) and, for each CE layer (``ce1`` in the stem,
 
 The stem CE ``ce1`` becomes ``stem_ce``; the classifier ``fc`` is dropped.
 """
+import hashlib
 import os
 import re
 from collections import OrderedDict
@@ -188,15 +190,28 @@ def save_atomically(obj: object, path: str) -> None:
     write_atomically(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
+def file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:
+    """The hex SHA-256 of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def convert_cenet_checkpoint(src: str, dst: str,
                              depth: Optional[int] = None) -> int:
     """Convert the release file ``src`` into ``dst`` for
-    ``init_cfg=dict(type='Pretrained', checkpoint=dst)``; returns the depth."""
+    ``init_cfg=dict(type='Pretrained', checkpoint=dst)``; returns the depth.
+
+    ``dst``'s ``meta`` records the source's file name and SHA-256, so a
+    converted file can be traced to the download it came from."""
     state_dict = load_cenet_state_dict(src)
     converted = convert_cenet_state_dict(state_dict, depth)
     found_depth = infer_depth(state_dict)
     save_atomically(
         dict(state_dict=converted,
              meta=dict(source=os.path.basename(src),
+                       source_sha256=file_sha256(src),
                        architecture=f'CEResNet-{found_depth}')), dst)
     return found_depth

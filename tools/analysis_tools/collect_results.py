@@ -5,7 +5,7 @@ For each work dir (``--work-dir`` of tools/train.py or tools/test.py), reads
 the newest run's COCO metrics (MMEngine's ``<timestamp>/<timestamp>.json``,
 ``<timestamp>/vis_data/scalars.json`` or the log) and prints box AP, AP50,
 AP75, mask AP, AP50, AP75 beside MMDetection's BN baseline of that config
-(read from configs/README.md) and the difference::
+(read from configs/published_results.yml) and the difference::
 
     python tools/analysis_tools/collect_results.py \\
         work_dirs/mask_rcnn_r50_fpn work_dirs/mask_rcnn_ce_r50_fpn
@@ -24,7 +24,7 @@ except ImportError:  # not installed: use the checkout this script is in
         0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from ce_mmdet.analysis.baselines import (  # noqa: E402
-    CONFIGS_README,
+    PUBLISHED_RESULTS,
     load_baselines,
 )
 from ce_mmdet.analysis.output_files import write_text  # noqa: E402
@@ -45,9 +45,9 @@ def main() -> None:
         help='config names of the work dirs, in order (default: the config '
         'dumped into each)')
     parser.add_argument(
-        '--readme', default=None,
+        '--baselines', default=None, metavar='YAML',
         help='where the baselines are read from (default: ce_mmdet\'s '
-        f'{CONFIGS_README})')
+        f'{PUBLISHED_RESULTS})')
     parser.add_argument('--out', default=None,
                         help='also write the table to this Markdown file')
     args = parser.parse_args()
@@ -57,8 +57,8 @@ def main() -> None:
     names = args.names or [None] * len(args.work_dirs)
     try:
         results = [collect_run(w, n) for w, n in zip(args.work_dirs, names)]
-        baselines = load_baselines(args.readme)
-    except (FileNotFoundError, NoResultsError) as error:
+        baselines = load_baselines(args.baselines)
+    except (FileNotFoundError, NoResultsError, ValueError) as error:
         sys.exit(f'collect_results.py: {error}')
     table = table3_markdown(results, baselines)
     print(table)

@@ -3,11 +3,18 @@
     python tools/model_converters/cenet2mmdet.py SRC DST [--depth 50]
 
 DST is then used as ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
+It prints the SHA-256 of SRC (also stored in DST's ``meta``), to compare
+with the download.
 """
 import argparse
+import os
 import sys
 
-from ce_mmdet.converters import CENetCheckpointError, convert_cenet_checkpoint
+from ce_mmdet.converters import (
+    CENetCheckpointError,
+    convert_cenet_checkpoint,
+    file_sha256,
+)
 
 
 def main() -> int:
@@ -18,6 +25,8 @@ def main() -> int:
     parser.add_argument('--depth', type=int, choices=(18, 34, 50, 101, 152),
                         help='refuse a checkpoint of another depth')
     args = parser.parse_args()
+    if os.path.isfile(args.src):
+        print(f'read {args.src} (sha256 {file_sha256(args.src)})')
     try:
         depth = convert_cenet_checkpoint(args.src, args.dst, args.depth)
     except CENetCheckpointError as error:
