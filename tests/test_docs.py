@@ -398,3 +398,38 @@ def test_listed_parameter_counts_are_the_built_models(name: str) -> None:
         model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) == \
         listed['Metadata']['Parameters']
+
+
+def test_docs_figures_are_drawn_small_from_the_data(tmp_path: Path) -> None:
+    """tools/misc/draw_docs_figures.py's pieces: the three drawn pictures
+    come out as PNGs under the size limit, and a large picture is shrunk
+    until it fits."""
+    import cv2
+    import numpy as np
+
+    from ce_mmdet.analysis.docs_figures import (
+        draw_ce_block,
+        draw_fig1_bars,
+        draw_table3_layout,
+        shrink_png,
+    )
+    from ce_mmdet.analysis.model_zoo import load_metafile
+
+    drawn = [
+        draw_ce_block(str(tmp_path / 'ce_block.png')),
+        draw_fig1_bars(load_metafile(str(REPO / 'configs/fig1/metafile.yml')),
+                       str(tmp_path / 'fig1.png')),
+        draw_table3_layout(load_metafile(str(REPO / 'configs/metafile.yml')),
+                           str(tmp_path / 'table3.png'))]
+    for path in drawn:
+        assert Path(path).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+        assert Path(path).stat().st_size <= MAX_IMAGE_BYTES
+    noise = np.random.default_rng(0).integers(0, 255, (800, 800, 3),
+                                              dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'big.png'), noise)  # about 1.9 MB
+    small = shrink_png(str(tmp_path / 'big.png'), str(tmp_path / 'small.png'),
+                       max_kb=190)
+    assert Path(small).stat().st_size <= 190 * 1024
+    assert cv2.imread(small).shape[0] < 800
+    with pytest.raises(FileNotFoundError, match='not a readable image'):
+        shrink_png(str(tmp_path / 'missing.png'), str(tmp_path / 'x.png'), 9)

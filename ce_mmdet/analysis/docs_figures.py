@@ -8,12 +8,16 @@
   AP beside ce_mmdet's CE rows, which stay empty ("not yet measured")
   until a run fills ``configs/metafile.yml``.
 
+- :func:`shrink_png`: a copy of a PNG made small enough for the docs.
+
 ``tools/misc/draw_docs_figures.py`` writes them (and shrinks the demo's
 loss curve and predictions) into ``docs/en/_static/images/``.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from ce_mmdet.utils.atomic_files import write_atomically
 
 from .baselines import load_baselines, load_published_results
 from .output_files import save_figure
@@ -145,3 +149,26 @@ def draw_table3_layout(coco_metafile: dict[str, Any], path: str) -> str:
         axis.legend(fontsize=7, loc='upper left')
     figure.tight_layout()
     return save_figure(figure, path, dpi=80)
+
+
+def shrink_png(src: str, dst: str, max_kb: int) -> str:
+    """Copy the PNG ``src`` to ``dst``, scaled by 0.75 per side until its
+    file is at most ``max_kb`` KiB; returns ``dst``."""
+    import cv2
+
+    image = cv2.imread(src, cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f'{src}: not a readable image')
+    while True:
+        ok, encoded = cv2.imencode('.png', image,
+                                   [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if ok and len(encoded) <= max_kb * 1024:
+            break
+        image = cv2.resize(image, None, fx=0.75, fy=0.75,
+                           interpolation=cv2.INTER_AREA)
+
+    def write(tmp: str) -> None:
+        with open(tmp, 'wb') as f:
+            f.write(encoded.tobytes())
+
+    return write_atomically(dst, write)

@@ -26,33 +26,11 @@ from ce_mmdet.analysis.docs_figures import (  # noqa: E402
     draw_ce_block,
     draw_fig1_bars,
     draw_table3_layout,
+    shrink_png,
 )
 from ce_mmdet.analysis.model_zoo import load_metafile  # noqa: E402
-from ce_mmdet.utils.atomic_files import write_atomically  # noqa: E402
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def shrink_png(src: str, dst: str, max_kb: int) -> str:
-    """Copy the PNG ``src`` to ``dst``, halving its size until it fits."""
-    import cv2
-
-    image = cv2.imread(src, cv2.IMREAD_COLOR)
-    if image is None:
-        raise SystemExit(f'draw_docs_figures.py: cannot read {src}')
-    while True:
-        ok, encoded = cv2.imencode('.png', image,
-                                   [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        if ok and len(encoded) <= max_kb * 1024:
-            break
-        image = cv2.resize(image, None, fx=0.75, fy=0.75,
-                           interpolation=cv2.INTER_AREA)
-
-    def write(tmp: str) -> None:
-        with open(tmp, 'wb') as f:
-            f.write(encoded.tobytes())
-
-    return write_atomically(dst, write)
 
 
 def main() -> None:
