@@ -2,8 +2,7 @@
 
 The paper's CE-ResNet-101 has ImageNet top-1 79.0, but the authors published
 only the CE-ResNet-50 checkpoint: pretrain one with MMPretrain, then start
-from its checkpoint (``configs/README.md``, "From pretraining to
-detection")::
+from its checkpoint (``docs/en/user_guides/pretraining.md``)::
 
     bash tools/pretrain/dist_train.sh \\
         configs/pretrain/ce-resnet101_8xb32_in1k.py 8

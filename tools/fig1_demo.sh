@@ -90,7 +90,7 @@ for model in $models; do
   fi
 done
 say "expected: 50-70 minutes on 2 otherwise idle CPU cores (49 min 46 s on an \
-AMD EPYC, 70 min 12 s on an Intel machine, data generation included): the ${#runs[@]} trainings ($jobs at a time, 6-8 minutes \
+AMD EPYC with data generation, 70 min 12 s on an Intel machine without): the ${#runs[@]} trainings ($jobs at a time, 6-8 minutes \
 each without CE and 8-10 with, on one thread) and their measurements (1.5-2 \
 minutes each, as soon as each model is trained)$([[ $quick == 1 ]] && \
 echo '; QUICK: 1-2 minutes'). Each training log prints the estimate \

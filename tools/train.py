@@ -6,8 +6,8 @@ Runs the ``tools/train.py`` of the installed MMDetection (shipped as
 CE layers and backbones and lets ``torch.load`` read MMEngine checkpoints
 with PyTorch >= 2.6's ``weights_only=True`` default (``--resume``,
 ``load_from``) as data: a resume never executes the config text a
-checkpoint carries (see the README's trust model). Arguments and behaviour
-are MMDetection's::
+checkpoint carries (see docs/en/advanced_guides/trust_model.md).
+Arguments and behaviour are MMDetection's::
 
     python tools/train.py CONFIG [--work-dir WORK_DIR] [--amp]
         [--auto-scale-lr] [--resume [CHECKPOINT]]

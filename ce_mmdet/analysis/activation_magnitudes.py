@@ -23,7 +23,7 @@ active at only about 9% of the positions. ``tau = 0.1`` so flags channels
 that are off almost everywhere, not merely sparse ones, and a channel with
 a tenth of the average magnitude carries about a tenth of an average
 channel's signal into the next convolution. The paper's own threshold is not
-in our materials; pass ``tau`` to compare with other choices.
+known to us; pass ``tau`` to compare with other choices.
 
 Two absolute criteria are measured beside it (a relative threshold can call
 half of a layer inhibited when a few channels are very large, and none when

@@ -122,7 +122,8 @@ def load_pretrained_state_dict(
     itself), with a leading ``module.`` removed, or, with ``prefix``, the
     tensors under ``prefix`` with it removed (a classifier's or a detector's
     ``backbone.``). Loaded on the CPU through MMEngine's checkpoint loaders,
-    which ``import ce_mmdet`` guards (see the README's trust model).
+    which ``import ce_mmdet`` guards (see
+    docs/en/advanced_guides/trust_model.md).
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 

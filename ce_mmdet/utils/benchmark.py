@@ -139,7 +139,7 @@ def peak_memory_mib(build: Callable[[], Callable[[], object]],
 
 def format_table(header: Sequence[str],
                  rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table (what the closing notes and the README quote)."""
+    """A Markdown table (what docs/en/benchmarks.md quotes)."""
     def cell(value: object) -> str:
         return f'{value:.2f}' if isinstance(value, float) else str(value)
 

@@ -5,7 +5,7 @@ ResNet-50 and -101 only).
 CE as in the release (``mmdet.CEResNet`` defaults): after the stem BN
 (one group of 64 channels) and the last BN of every block of stages 1-3
 (groups of 16). The checkpoint initialises the CE-ResNet-34 of a detector
-(``configs/README.md``, "From pretraining to detection").
+(``docs/en/user_guides/pretraining.md``).
 """
 _base_ = './resnet34_8xb32_in1k.py'
 

@@ -98,14 +98,16 @@ model = dict(
 
 # ------------------------------------------------------------- schedule
 # Iteration-based: the run's time does not depend on the set's size; 840
-# iterations fit the demo's time budget (how it was chosen: README.md).
+# iterations fit the demo's time budget (how it was chosen:
+# docs/en/user_guides/embedded_default.md).
 max_iters = 840
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',
     max_iters=max_iters,
     val_interval=max_iters)  # evaluate once, at the end
-# AdamW: learns much faster from scratch than mmdet's SGD (README.md).
+# AdamW: learns much faster from scratch than mmdet's SGD
+# (docs/en/user_guides/embedded_default.md).
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))

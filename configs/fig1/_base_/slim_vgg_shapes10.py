@@ -8,7 +8,7 @@ The schedule: Adam with L2 weight decay (coupled, on every parameter, BN's
 included), the setting Mehta et al. (CVPR 2019) found to drive BN+ReLU
 filters to zero, at a learning rate high enough for it to happen within 6
 epochs of 313 iterations (64 images each), low enough for every network to
-train. Found by measurement (see the project README, "Fig. 1 on
+train. Found by measurement (docs/en/user_guides/paper_evidence.md, "Fig. 1 on
 classifiers").
 """
 _base_ = ['mmpretrain::_base_/default_runtime.py']
