@@ -76,11 +76,17 @@ def load_baselines(path: Optional[str] = None) -> dict[str, Baseline]:
         ValueError: an entry without a ``box`` number, or a value that is
             not a number; the message names the entry.
     """
-    data = load_published_results(path)
+    return baselines_of(load_published_results(path),
+                        path or PUBLISHED_RESULTS)
+
+
+def baselines_of(data: dict[str, Any],
+                 where: str = PUBLISHED_RESULTS) -> dict[str, Baseline]:
+    """The ``mmdetection_baselines`` section of already parsed published
+    results (see :func:`load_baselines`)."""
     entries = data.get('mmdetection_baselines')
     if not isinstance(entries, dict):
-        raise ValueError(f'{path or PUBLISHED_RESULTS}: no '
-                         '"mmdetection_baselines" mapping')
+        raise ValueError(f'{where}: no "mmdetection_baselines" mapping')
     baselines = {}
     for name, entry in entries.items():
         where = f'mmdetection_baselines.{name}'

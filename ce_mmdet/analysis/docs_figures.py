@@ -20,6 +20,7 @@ from typing import Any
 from ce_mmdet.utils.atomic_files import write_atomically
 
 from .baselines import load_baselines, load_published_results
+from .model_zoo import model_metrics
 from .output_files import save_figure
 
 
@@ -129,10 +130,7 @@ def draw_table3_layout(coco_metafile: dict[str, Any], path: str) -> str:
         axis.bar(positions - 0.2, reference, 0.4, color='#bbbbbb',
                  label='MMDetection BN baseline')
         for position, model, height in zip(positions, models, reference):
-            metrics = {}
-            for result in model.get('Results') or []:
-                metrics.update(result['Metrics'])
-            value = metrics.get(f'{key} AP')
+            value = model_metrics(model).get(f'{key} AP')
             if value is None:
                 axis.bar(position + 0.2, height, 0.4, fill=False,
                          edgecolor='#3c78d8', linestyle='--')

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .baselines import load_baselines, load_published_results
+from .baselines import baselines_of, load_published_results
 from .output_files import write_text
 
 MODEL_INDEX = 'model-index.yml'
@@ -50,7 +50,8 @@ def _models_of(metafile: dict, collection: str) -> list[dict]:
     return [m for m in metafile['Models'] if m['In Collection'] == collection]
 
 
-def _metrics(model: dict) -> dict[str, float]:
+def model_metrics(model: dict) -> dict[str, float]:
+    """A metafile model's measured metrics, all its results merged."""
     metrics: dict[str, float] = {}
     for result in model.get('Results') or []:
         metrics.update(result['Metrics'])
@@ -140,7 +141,7 @@ def collection_table(metafile: dict, collection: str, *,
     links relative to ``folder`` (the READMEs) or inline paths (the docs).
     """
     published = load_published_results() if published is None else published
-    baselines = load_baselines() if baselines is None else baselines
+    baselines = baselines_of(published) if baselines is None else baselines
     models = _models_of(metafile, collection)
     if not models:
         raise ValueError(f'collection {collection!r} has no models')
@@ -150,7 +151,7 @@ def collection_table(metafile: dict, collection: str, *,
     else:
         metric_names = []
         for model in models:
-            metric_names += [k for k in _metrics(model)
+            metric_names += [k for k in model_metrics(model)
                              if k not in metric_names]
         metric_names = metric_names or ['Top 1 Accuracy']
     published_cells = {m['Name']: _published_cells(m['Name'], m, published,
@@ -178,7 +179,7 @@ def collection_table(metafile: dict, collection: str, *,
              '|' + '---|' * len(head)]
     for model in models:
         meta = model['Metadata']
-        metrics = _metrics(model)
+        metrics = model_metrics(model)
         if detection:
             row = [meta['Backbone'], meta.get('Style', '–'), meta['Lr schd'],
                    _number(meta.get('Training Memory (GB)'))]
@@ -211,7 +212,7 @@ def metafile_tables(metafile_path: str, repo_root: str, *,
     metafile = load_metafile(metafile_path)
     folder = osp.relpath(osp.dirname(metafile_path), repo_root)
     published = load_published_results()
-    baselines = load_baselines()
+    baselines = baselines_of(published)
     blocks = []
     for collection in metafile['Collections']:
         name = collection['Name']
