@@ -261,12 +261,13 @@ COCO_STEPS = ['pretrain-ce-r50', 'top1-ce-r50', 'detect-ce-r50-1x',
 
 
 def test_coco_dry_run_plans_every_step(tmp_path: Path, capsys) -> None:
-    assert main(['--preset', 'coco', '--dry-run', '--work-dirs',
-                 str(tmp_path)]) == 0
+    assert main(['--preset', 'coco', '--dry-run', '--engine', 'slurm',
+                 '--work-dirs', str(tmp_path)]) == 0
     plan = capsys.readouterr().out
     for index, name in enumerate(COCO_STEPS, 1):
         assert f'{index:2d}. {name} [to do' in plan, name
-    assert plan.count('command:     python') == 16
+    assert plan.count('command:     srun --kill-on-bad-exit=1 ') == 16
+    assert plan.count('--launcher slurm') == 16
     assert 'input missing: data/imagenet/meta/train.txt' in plan
     estimates = [line for line in plan.splitlines() if 'estimate:' in line]
     assert len(estimates) == 17
@@ -277,8 +278,12 @@ def test_coco_dry_run_plans_every_step(tmp_path: Path, capsys) -> None:
                 or 'at most the training speed' in line), line
     assert 'mask-rcnn_r50_fpn_1x_coco: 0.265 s/iter at 16 images on 8 V100' \
         in plan
-    assert '17 steps to run, expected' in plan
-    assert (tmp_path / 'table3_coco').exists() is False
+    assert '17 of 17 steps to run, expected' in plan
+    assert 'GPU-hours; with the independent steps side by side' in plan
+    assert not (tmp_path / 'table3_coco').exists()  # a plan writes nothing
+    # one process per step cannot take 8 GPUs
+    assert main(['--preset', 'coco', '--dry-run', '--gpus', '8']) == 2
+    assert '--engine local runs one process' in capsys.readouterr().err
 
 
 def test_coco_configs_of_the_plan_build() -> None:

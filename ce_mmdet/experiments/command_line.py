@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--gpus', type=int,
                         default=int(os.environ.get('GPUS', 0)) or None,
                         help='coco: GPUs per training and test (GPUS; '
-                        'default 8, the paper\'s; the learning rate follows '
-                        'auto_scale_lr otherwise); shapes: 1')
+                        'default 8, the paper\'s, on torchrun and Slurm, 1 '
+                        'on --engine local; the learning rate follows '
+                        'auto_scale_lr when the total batch differs); '
+                        'shapes: 1')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of every run (default: %(default)s)')
     parser.add_argument('--quick', action='store_true',
@@ -131,8 +133,24 @@ def plan_options(args: argparse.Namespace) -> PlanOptions:
         preset=args.preset, work_dirs=args.work_dirs, models=models,
         depths=args.depths, schedules=args.schedules,
         ce_weights=args.ce_weights, bn_weights=args.bn_weights,
-        gpus=(args.gpus or 8) if coco else 1, seed=args.seed,
+        gpus=_gpus(args) if coco else 1, seed=args.seed,
         quick=args.quick)
+
+
+def _gpus(args: argparse.Namespace) -> int:
+    """GPUs per coco step: ``--gpus``, else 8 (the paper's) on torchrun
+    and Slurm, 1 on one process.
+
+    Raises:
+        ValueError: ``--engine local`` with ``--gpus`` above 1.
+    """
+    if args.engine == 'local':
+        if args.gpus and args.gpus > 1 and not args.run_step:
+            raise ValueError(f'--engine local runs one process per step; for '
+                             f'--gpus {args.gpus} use --engine torchrun (this '
+                             'machine) or --engine slurm')
+        return args.gpus or 1
+    return args.gpus or 8
 
 
 def plan_arguments(options: PlanOptions) -> list[str]:

@@ -215,11 +215,10 @@ def format_plan(planned: list[PlannedStep], engine: str,
         if step.kind in ('train', 'test'):
             checkpoint = (f'<final checkpoint of {step.checkpoint_from}>'
                           if step.checkpoint_from else None)
-            command = tool_command(step, 'local' if engine == 'slurm' else
+            command = tool_command(step, 'srun' if engine == 'slurm' else
                                    engine, checkpoint)
-            command[0] = 'python' if command[0] == sys.executable else \
-                command[0]
-            lines.append('      command:     ' + ' '.join(command))
+            lines.append('      command:     ' + ' '.join(map(_shown,
+                                                              command)))
         inputs = list(step.inputs) + ([f'checkpoint of {step.checkpoint_from}']
                                       if step.checkpoint_from else [])
         if step.kind == 'collect':
@@ -236,8 +235,9 @@ def format_plan(planned: list[PlannedStep], engine: str,
         else:
             gpu_hours = ''
             if seconds and gpus and step.kind in ('train', 'test'):
-                gpu_hours = (f' = {seconds * step.gpus / 3600:.1f} GPU-hours '
-                             f'on {step.gpus}')
+                hours = seconds * step.gpus / 3600
+                gpu_hours = (f' = {hours:.1f} GPU-hours' if hours >= 0.1
+                             else ' = <0.1 GPU-hours') + f' on {step.gpus}'
             lines.append(f'      estimate:    {minutes(seconds)}{gpu_hours}'
                          f'  ({source})')
     left = sum(expected_seconds(item) for item in planned)
@@ -268,6 +268,18 @@ def critical_path(planned: list[PlannedStep]) -> float:
                      if need in finish), default=0.0)
         finish[item.step.name] = start + expected_seconds(item)
     return max(finish.values(), default=0.0)
+
+
+def _shown(argument: str) -> str:
+    """A command's argument as the plan shows it: ``python`` for this
+    interpreter, paths below the working directory relative to it."""
+    if argument == sys.executable:
+        return 'python'
+    if osp.isabs(argument):
+        relative = osp.relpath(argument)
+        if not relative.startswith(os.pardir):
+            return relative
+    return argument
 
 
 def _outputs_of(step: Step) -> list[str]:
