@@ -370,30 +370,6 @@ def test_imagenet_recipe_is_the_releases(path: Path) -> None:
     assert type(classifier.backbone).__name__ == backbone.type.split('.')[1]
 
 
-# --------------------------------------------------------- the quick demo
-def test_pretrain_demo_quick(tmp_path: Path, run_quick_demo) -> None:
-    """``run_demo.sh pretrain`` with QUICK=1 in a stand-in checkout with
-    tiny generated sets: every step runs, and the table is printed."""
-    generate_shapes_classification_set(tmp_path / 'data' / 'shapes_cls',
-                                       num_train=8, num_val=4,
-                                       image_size=32, show_progress=False)
-    from ce_mmdet.datasets import generate_shapes_dataset
-    generate_shapes_dataset(tmp_path / 'data' / 'shapes', num_train=4,
-                            num_val=4, image_size=(64, 64),
-                            show_progress=False)
-    output = run_quick_demo('pretrain')
-    summary = (tmp_path / 'work_dirs' / 'pretrain_demo' / 'ce_seed0_quick' /
-               'summary.md').read_text()
-    rows = [line for line in summary.splitlines() if line.startswith('| ')]
-    assert rows[0].startswith('| CE-ResNet-18 | top-1')
-    pretrained, scratch = rows[1], rows[2]
-    assert pretrained.startswith('| pretrained on shapes-cls | ')
-    assert scratch.startswith('| from scratch | - | not run (QUICK)')
-    numbers = [cell.strip() for cell in pretrained.split('|')[2:5]]
-    assert all(float(n) >= 0 for n in numbers), numbers
-    assert 'load backbone. in model from' in output
-
-
 def test_plugins_of_the_detector_may_be_new(
         ce18_classifier_checkpoint: str) -> None:
     """A detection CE-ResNet with an SE plugin starts from a CE classifier

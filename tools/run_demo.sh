@@ -6,6 +6,10 @@
 #   4. evaluate the final checkpoint on the val split (tools/test.py: COCO
 #      bbox and segm AP) and draw its predictions on a few val images,
 #   5. plot the training loss curve.
+# Steps 3 and 4 are the steps detect-ce-scratch and eval-ce-scratch of
+# `tools/reproduce_table3.py --preset shapes`: a finished run is reused
+# (by its fingerprint), an interrupted one resumes, and `run_demo.sh table3`
+# reuses this run for its from-scratch row.
 # 7-13 minutes on 2 otherwise idle CPU cores (measured 6 min 44 s to 12 min
 # 41 s; up to 23 on the slowest machine seen: docs/en/benchmarks.md); the
 # training log prints the estimate measured on this machine after 30
@@ -14,9 +18,13 @@
 # Usage: bash tools/run_demo.sh [ce|plain]
 #   ce     CE-ResNet-18 (default)
 #   plain  the same job with mmdet's plain ResNet-18, for comparison
+#        bash tools/run_demo.sh table3 [reproduce_table3.py options]
+#   Table 3 on the embedded default: CE-ResNet-18 and ResNet-18 pretrained
+#   with MMPretrain on a generated classification set, detection from that
+#   checkpoint and from scratch, one table (tools/reproduce_table3.py
+#   --preset shapes)
 #        bash tools/run_demo.sh pretrain [ce|plain]
-#   pretrain the backbone with MMPretrain on a generated classification set
-#   first, then detect (tools/pretrain_demo.sh)
+#   the same for one backbone
 #        bash tools/run_demo.sh fig1
 #   the paper's Fig. 1 on classifiers: inhibited channels and cumulative
 #   ablation of VGG pairs without / with CE (tools/fig1_demo.sh)
@@ -37,11 +45,26 @@ if [[ ${1:-} == compare ]]; then
     tools/analysis_tools/compare_blocks.py "$@"
 fi
 
-# `pretrain [ce|plain]`: pretrain the backbone with MMPretrain on the shapes
-# classification set, then detect (see tools/pretrain_demo.sh).
-if [[ ${1:-} == pretrain ]]; then
+# `table3 [options]`, `pretrain [ce|plain]`: Table 3 on the embedded default
+# (tools/reproduce_table3.py --preset shapes; QUICK=1: --quick).
+if [[ ${1:-} == table3 || ${1:-} == pretrain ]]; then
+  job=$1
   shift
-  exec bash tools/pretrain_demo.sh "$@"
+  options=()
+  if [[ $job == pretrain ]]; then
+    model=${1:-ce}
+    case $model in
+      ce|plain) shift || true ;;
+      *) echo "usage: bash tools/run_demo.sh pretrain [ce|plain]  (got '$model')" >&2
+         exit 2 ;;
+    esac
+    options=(--models "$model")
+  fi
+  [[ ${QUICK:-0} == 1 ]] && options+=(--quick)
+  [[ -n ${SEED:-} ]] && options+=(--seed "$SEED")
+  bash tools/setup_env.sh
+  exec "${CE_MMDET_VENV:-$repo/.venv}/bin/python" tools/reproduce_table3.py \
+    --preset shapes "${options[@]}" "$@"
 fi
 
 # `fig1`: the paper's Fig. 1 on classifiers: train the pairs without / with
@@ -61,7 +84,6 @@ esac
 num_vis=${NUM_VIS:-8}
 name=$(basename "$config" .py)
 work_dir=work_dirs/$name
-data_dir=data/shapes
 
 say() { printf '\n[run_demo %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -71,29 +93,16 @@ say "expected: 7-13 minutes on 2 otherwise idle CPU cores (measured; up to 23 \
 on the slowest machine seen). After 30 training iterations the log prints the \
 estimate measured here ('Expected duration: ...')."
 
-# A complete set has both annotation files (the generator writes each last).
-if [[ -f $data_dir/annotations/instances_train.json &&
-      -f $data_dir/annotations/instances_val.json ]]; then
-  say "using the existing $data_dir"
-else
-  say "generating the synthetic shapes set into $data_dir"
-  # (the embedded default: ce_mmdet.datasets.EMBEDDED_DEFAULT_SET)
-  "$py" tools/generate_shapes_dataset.py --out-dir "$data_dir" --no-progress
-fi
-
-say "training $config into $work_dir"
-# (No validation inside the training: step 4 evaluates the final checkpoint.)
-"$py" tools/train.py "$config" --work-dir "$work_dir" \
-  --cfg-options train_cfg.val_begin=1000000
+say "training $config into $work_dir, then evaluating it (the steps \
+detect-$model-scratch and eval-$model-scratch of the shapes preset)"
+# (No validation inside the training: the evaluation is its own step.)
+"$py" tools/reproduce_table3.py --preset shapes --models "$model" \
+  --steps "eval-$model-scratch" --no-probe --show-logs
 checkpoint=$(cat "$work_dir/last_checkpoint")
+eval_log=$work_dir/test/eval-$model-scratch.log
 # The newest run folder of train.py (<timestamp>/ with its logs).
 train_run=$(ls -td "$work_dir"/[0-9]*_[0-9]*/ | head -n1)
 train_run=${train_run%/}
-
-say "evaluating $checkpoint on the val split"
-eval_log=$work_dir/eval_val.log
-"$py" tools/test.py "$config" "$checkpoint" --work-dir "$work_dir/test" \
-  2>&1 | tee "$eval_log"
 
 say "drawing predictions on $num_vis val images"
 # Predictions only (format_only: no second AP table on the subset).

@@ -5,7 +5,10 @@ MMEngine's checkpoints for ``torch.load(weights_only=True)`` through
 restricted stand-ins (:mod:`ce_mmdet.utils.checkpoint_safety`) and makes
 MMEngine's checkpoint loaders check what they load, so that a resume never
 executes a config text stored in a checkpoint
-(:mod:`ce_mmdet.utils.checkpoint_loading`).
+(:mod:`ce_mmdet.utils.checkpoint_loading`; loaders registered later are
+guarded too), and makes MMEngine's runners check a resumed checkpoint's
+optimizer and scheduler states against the run before anything is loaded
+(:mod:`ce_mmdet.utils.resume_checks`).
 """
 from .checkpoint_loading import (
                                  CheckpointRefusedError,
@@ -23,13 +26,22 @@ from .openmmlab_tools import (
                                  package_resource,
                                  run_openmmlab_tool,
 )
+from .resume_checks import (
+                                 check_optimizer_state,
+                                 check_param_scheduler_states,
+                                 check_resume_states,
+                                 guard_mmengine_resume,
+)
 
 allow_mmengine_checkpoint_globals()
 guard_mmengine_checkpoint_loaders()
+guard_mmengine_resume()
 
 __all__ = [
     'HISTORY_BUFFER_STATISTICS', 'CheckpointArray', 'CheckpointRefusedError',
     'allow_mmengine_checkpoint_globals', 'check_mmengine_checkpoint',
-    'guard_mmengine_checkpoint_loaders', 'mmengine_checkpoint_globals',
+    'check_optimizer_state', 'check_param_scheduler_states',
+    'check_resume_states', 'guard_mmengine_checkpoint_loaders',
+    'guard_mmengine_resume', 'mmengine_checkpoint_globals',
     'openmmlab_tool_path', 'package_resource', 'run_openmmlab_tool'
 ]

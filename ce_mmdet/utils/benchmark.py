@@ -157,4 +157,20 @@ def describe_machine(device: Device = 'cpu') -> str:
         return (f'torch {torch.__version__}, CUDA {torch.version.cuda}, '
                 f'{torch.cuda.get_device_name(device)}')
     return (f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
-            f'{multiprocessing.cpu_count()} CPUs')
+            f'{multiprocessing.cpu_count()} CPUs ({cpu_model()})')
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; else the
+    platform's processor string, or ``'CPU model unknown'``)."""
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as info:
+            for line in info:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or 'CPU model unknown'
+
