@@ -119,6 +119,18 @@ def toy_runner(work_dir: Path, optimizer: str = 'sgd', max_iters: int = 2,
         log_level='WARNING')
 
 
+@pytest.fixture(scope='module', autouse=True)
+def default_scope_restored() -> Iterator[None]:
+    """The runners here set MMEngine's default scope to ``'mmengine'``;
+    put the scopes back, so that the next tests of this process build
+    from MMDetection's registry as before."""
+    from mmengine.registry import DefaultScope
+
+    saved = copy.copy(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict = saved
+
+
 @pytest.fixture(scope='module')
 def saved_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``iter_2.pth`` of a 2-iteration toy run, per optimizer."""
