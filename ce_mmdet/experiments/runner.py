@@ -100,12 +100,18 @@ def _final_checkpoint(planned: dict[str, PlannedStep],
 
 
 def _fingerprint_parts(step: Step, planned: dict[str, PlannedStep],
-                       config_text: str) -> tuple[Optional[dict], str]:
-    """What a step's fingerprint hashes, or ``(None, what it waits for)``."""
+                       config_text: str,
+                       hashes: dict[str, str]) -> tuple[Optional[dict], str]:
+    """What a step's fingerprint hashes, or ``(None, what it waits for)``.
+
+    ``hashes`` holds the inputs already hashed in this assessment (several
+    steps read the same data)."""
     inputs = {}
     for path in step.inputs:
         try:
-            inputs[path] = step_files.input_sha256(path)
+            if path not in hashes:
+                hashes[path] = step_files.input_sha256(path)
+            inputs[path] = hashes[path]
         except FileNotFoundError:
             producer = [p.step.name for p in planned.values()
                         if p.step.kind == 'generate'
@@ -153,6 +159,7 @@ def assess(steps: list[Step], preset: str, published: dict[str, Any],
         images: shapes: images of each split, ``{'shapes/train': ...}``.
     """
     planned: dict[str, PlannedStep] = {}
+    hashes: dict[str, str] = {}
     for step in steps:
         config = None
         if step.kind == 'generate':
@@ -169,7 +176,8 @@ def assess(steps: list[Step], preset: str, published: dict[str, Any],
         else:
             config = step_files.merged_config(step.config, step.cfg_options)
             config_text = step_files.config_text(config)
-            parts, waits = _fingerprint_parts(step, planned, config_text)
+            parts, waits = _fingerprint_parts(step, planned, config_text,
+                                              hashes)
             if preset == 'coco':
                 estimate = published_estimate(step, config, published)
             elif probe_cache is None:
